@@ -1,0 +1,1 @@
+"""Experiment config, search, pipeline and the `nas` CLI."""

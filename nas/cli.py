@@ -1,0 +1,90 @@
+"""The `nas` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from search_spaces.arch import Arch
+from search_spaces.counting import count_rows
+from search_spaces.errors import UserError
+from search_spaces.reference import reference_names, resolve_arch
+from search_spaces.transforms import with_input
+
+
+def _info(args: argparse.Namespace) -> None:
+    arch = with_input(resolve_arch(args.arch), args.resolution, args.classes, args.stem_stride)
+    rows = count_rows(arch)
+    params, macs = sum(r.params for r in rows), sum(r.macs for r in rows)
+    if args.json:
+        print(json.dumps({
+            "name": arch.name, "hash": arch.hash(), "resolution": arch.resolution,
+            "num_classes": arch.num_classes, "params": params, "macs": macs,
+            "layers": [r.__dict__ for r in rows],
+        }, indent=2))
+        return
+    title = arch.name or str(args.arch)
+    print(f"{title}: {arch.resolution}x{arch.resolution}x{arch.in_ch}, "
+          f"{arch.num_classes} classes, hash {arch.hash()}")
+    header = f"{'piece':<16} {'op':<42} {'in':>4} {'out':>4} {'ch':>5} {'params':>11} {'MACs':>13}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r.name:<16} {r.desc:<42} {r.in_hw:>4} {r.out_hw:>4} {r.out_ch:>5} "
+              f"{r.params:>11,} {r.macs:>13,}")
+    print("-" * len(header))
+    print(f"{'total':<16} {'':<42} {'':>4} {'':>4} {'':>5} {params:>11,} {macs:>13,}")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    if path.suffix == ".json":
+        arch: Arch = resolve_arch(path)
+        print(f"{path}: valid Arch JSON ({len(arch.layers)} layers, hash {arch.hash()})")
+        return
+    from nas.config import build_space, load_config
+
+    cfg = load_config(path)
+    space = build_space(cfg)
+    print(f"{path}: valid experiment '{cfg.name}': space {space.name}, "
+          f"{len(space.decisions)} decisions, {space.size():.3e} distinct architectures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas", description="Platform-aware NAS: MnasNet search + NetAdapt.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="layer table with params and MACs of an architecture")
+    p.add_argument("arch", help=f"Arch JSON file or reference net ({', '.join(reference_names())})")
+    p.add_argument("--resolution", type=int, help="input resolution (default: the arch's)")
+    p.add_argument("--classes", type=int, help="number of classes (default: the arch's)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2), help="override the stem stride")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("validate", help="check an experiment YAML or an Arch JSON")
+    p.add_argument("file")
+    p.set_defaults(func=_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; a user mistake prints one line and returns 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"nas: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The experiment config: YAML -> dataclasses (strict), and what it builds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nas.configload import apply_overrides, load_dataclass, positive, read_yaml
+from search_spaces.errors import UserError
+from search_spaces.factorized import FactorizedSpace
+from search_spaces.skeletons import Skeleton
+
+
+@dataclass
+class SearchConfig:
+    """`search:` what is searched (the space) and at which input size."""
+
+    space: Literal["mnasnet", "mobilenetv3"] = "mnasnet"
+    # A preset name (mobilenetv2, a1, mobilenetv3_large, mobilenetv3_small) or an
+    # inline skeleton; absent: the space's default (mobilenetv2 / mobilenetv3_large).
+    skeleton: str | Skeleton | None = None
+    resolution: int = field(default=224, metadata={"check": positive})
+    # 2 as in the papers at 224x224; 1 suits CIFAR-size inputs.
+    stem_stride: Literal[1, 2] = 2
+    num_classes: int = field(default=1000, metadata={"check": positive})
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole experiment YAML."""
+
+    name: str | None = None  # default: the YAML file's stem
+    output_dir: Path | None = None  # default: the YAML file's folder
+    seed: int = 0
+    search: SearchConfig = field(default_factory=SearchConfig)
+    source: str = field(default="<config>", init=False, repr=False)  # the YAML path
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (what a run directory records)."""
+        data = asdict(self)
+        data.pop("source")
+        data["output_dir"] = str(self.output_dir)
+        return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML strictly; `overrides` are `key.path=value` strings."""
+    path = Path(path)
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError("the top level must be a mapping of sections", str(path))
+    overrides = overrides or []
+    data = apply_overrides(data, overrides, str(path))
+    cwd_keys = frozenset(item.partition("=")[0] for item in overrides)
+    cfg: ExperimentConfig = load_dataclass(ExperimentConfig, data, str(path),
+                                           path.resolve().parent, cwd_keys)
+    cfg.source = str(path)
+    cfg.name = cfg.name or path.stem
+    cfg.output_dir = cfg.output_dir or path.resolve().parent
+    build_space(cfg)  # semantic checks of the space and skeleton
+    return cfg
+
+
+def build_space(cfg: ExperimentConfig) -> FactorizedSpace:
+    """The search space the config describes."""
+    s = cfg.search
+    try:
+        return FactorizedSpace(s.space, s.skeleton, s.resolution, s.stem_stride, s.num_classes)
+    except UserError as err:
+        raise UserError(err.message, cfg.source) from None

@@ -1,0 +1,214 @@
+"""Strict YAML -> dataclass loading: full key paths, did-you-mean, all errors at once.
+
+Types understood: dataclasses, `int`, `float`, `str`, `bool`, `Path` (resolved
+against the YAML file's folder), `Literal[...]`, `list[T]`, `dict[str, T]`, `Any`,
+`T | None` and unions of a scalar with a dataclass (picked by the value's shape).
+A field's `metadata={"check": fn}` adds a value check returning a problem or None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from search_spaces.errors import UserError
+
+_BAD = object()  # marks a value that failed to load (its error is already recorded)
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               Path: "a path"}
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def read_yaml(path: Path) -> Any:
+    """`yaml.safe_load` of a file, with errors as one line naming file and line."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UserError(f"cannot read: {err.strerror}", str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{where}invalid YAML: {problem}", str(path)) from None
+
+
+class Loader:
+    """Converts plain YAML data into typed dataclasses, collecting every error."""
+
+    def __init__(self, base_dir: Path, cwd_keys: frozenset[str] = frozenset()) -> None:
+        self.base_dir = base_dir
+        self.cwd_keys = cwd_keys  # keys set on the command line: paths relative to cwd
+        self.errors: list[str] = []
+
+    def load(self, tp: Any, value: Any, path: str) -> Any:
+        if tp is Any:
+            return value
+        origin = get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            return self._union(get_args(tp), value, path)
+        if origin is Literal:
+            options = get_args(tp)
+            if value in options:
+                return value
+            hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            return self._fail(path, f"{_show(value)} is not one of "
+                                    f"{', '.join(map(str, options))}{extra}")
+        if origin is list:
+            if not isinstance(value, list):
+                return self._fail(path, f"expected a list, got {_show(value)}")
+            (item_tp,) = get_args(tp)
+            items = [self.load(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return _BAD if any(i is _BAD for i in items) else items
+        if origin is dict:
+            if not isinstance(value, dict):
+                return self._fail(path, f"expected a mapping, got {_show(value)}")
+            _, item_tp = get_args(tp)
+            out = {str(k): self.load(item_tp, v, f"{path}.{k}") for k, v in value.items()}
+            return _BAD if any(v is _BAD for v in out.values()) else out
+        if dataclasses.is_dataclass(tp):
+            return self._dataclass(tp, value, path)
+        return self._scalar(tp, value, path)
+
+    def _fail(self, path: str, message: str) -> object:
+        self.errors.append(f"{path}: {message}")
+        return _BAD
+
+    def _scalar(self, tp: type, value: Any, path: str) -> Any:
+        ok = {
+            bool: isinstance(value, bool),
+            int: isinstance(value, int) and not isinstance(value, bool),
+            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+            str: isinstance(value, str),
+            Path: isinstance(value, str) and value != "",
+        }.get(tp)
+        if ok is None:
+            raise TypeError(f"unsupported config type {tp!r} at {path}")
+        if not ok:
+            return self._fail(path, f"expected {_TYPE_WORDS[tp]}, got {_show(value)}")
+        if tp is float:
+            return float(value)
+        if tp is Path:
+            p = Path(value).expanduser()
+            base = Path.cwd() if path in self.cwd_keys else self.base_dir
+            return p if p.is_absolute() else (base / p).resolve()
+        return value
+
+    def _union(self, arms: tuple, value: Any, path: str) -> Any:
+        if value is None and type(None) in arms:
+            return None
+        arms = tuple(a for a in arms if a is not type(None))
+        # Pick the arm by the value's shape: a mapping loads into the dataclass arm.
+        if isinstance(value, dict):
+            for arm in arms:
+                if dataclasses.is_dataclass(arm) or get_origin(arm) is dict:
+                    return self.load(arm, value, path)
+        for arm in arms:
+            trial = Loader(self.base_dir, self.cwd_keys)
+            result = trial.load(arm, value, path)
+            if result is not _BAD:
+                return result
+        words = " or ".join(_type_word(a) for a in arms)
+        return self._fail(path, f"expected {words}, got {_show(value)}")
+
+    def _dataclass(self, tp: type, value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            return self._fail(path or "(top level)", f"expected a mapping, got {_show(value)}")
+        fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+        hints = get_type_hints(tp)
+        for key in value:
+            if key not in fields:
+                hint = difflib.get_close_matches(str(key), list(fields), n=1)
+                extra = f" (did you mean '{_join(path, hint[0])}'?)" if hint else ""
+                self.errors.append(f"{_join(path, key)}: unknown key{extra}")
+        kwargs: dict[str, Any] = {}
+        bad = False
+        for name, f in fields.items():
+            where = _join(path, name)
+            if name not in value:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    self.errors.append(f"{where}: missing required key")
+                    bad = True
+                continue
+            loaded = self.load(hints[name], value[name], where)
+            if loaded is _BAD:
+                bad = True
+                continue
+            check = f.metadata.get("check")
+            problem = check(loaded) if check and loaded is not None else None
+            if problem:
+                self.errors.append(f"{where}: {problem}")
+                bad = True
+                continue
+            kwargs[name] = loaded
+        if bad or any(k not in fields for k in value):
+            return _BAD
+        return tp(**kwargs)
+
+
+def load_dataclass(tp: type, data: Any, source: str, base_dir: Path,
+                   cwd_keys: frozenset[str] = frozenset()) -> Any:
+    """Load `data` into dataclass `tp`; raise one `UserError` listing every problem."""
+    loader = Loader(base_dir, cwd_keys)
+    result = loader.load(tp, {} if data is None else data, "")
+    if loader.errors:
+        first, rest = loader.errors[0], len(loader.errors) - 1
+        more = f" (and {rest} more: {'; '.join(loader.errors[1:4])})" if rest else ""
+        raise UserError(first + more, source)
+    return result
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
+    """Apply `key.path=value` overrides (values parsed as YAML) to raw config data."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects key.path=value, got '{item}'", source)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {key}: '{part}' is not a section", source)
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _type_word(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(str, get_args(tp)))
+    return _TYPE_WORDS.get(tp, str(tp))

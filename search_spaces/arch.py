@@ -1,0 +1,428 @@
+"""`Arch`: the architecture value type every stage hands on, and its strict JSON form.
+
+An Arch is plain data with absolute channel counts (NetAdapt makes expansions
+non-uniform), so it round-trips through JSON unchanged and any stage's output can be
+handed to any other stage by a user.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from search_spaces.errors import UserError
+
+SCHEMA_VERSION = 1
+
+LAYER_KINDS = ("conv", "dsconv", "mbconv")
+ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
+SKIPS = ("none", "identity", "pool")
+SE_GATES = ("sigmoid", "hsigmoid")
+HEAD_KINDS = ("v2", "v3")
+CONV_KERNELS = (1, 3, 5, 7)
+DEPTHWISE_KERNELS = (3, 5, 7)
+STRIDES = (1, 2)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of `divisor`, never below it or 10% under `value`.
+
+    The rounding rule of MobileNetV2/V3 and torchvision (`_make_divisible`).
+    """
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """BatchNorm settings in PyTorch's convention (momentum = 1 - TF decay)."""
+
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class SERule:
+    """How a family sizes squeeze-and-excite, so transforms can re-size it.
+
+    `of: mid` sizes from the depthwise width (MobileNetV3 sec. 5.3: 1/4 of the
+    expansion, rounded to a multiple of 8); `of: in` from the layer input (MnasNet:
+    int(input_filters * se_ratio)). `divisor: 1` means plain truncation, at least 1.
+    """
+
+    gate: str = "sigmoid"
+    ratio: float = 0.25
+    of: str = "in"
+    divisor: int = 1
+
+    def squeeze(self, in_ch: int, mid_ch: int) -> int:
+        base = mid_ch if self.of == "mid" else in_ch
+        raw = int(base * self.ratio)
+        return make_divisible(raw, self.divisor) if self.divisor > 1 else max(1, raw)
+
+
+@dataclass(frozen=True)
+class Stem:
+    """KxK convolution from the input image, BN, activation."""
+
+    out_ch: int
+    kernel: int = 3
+    stride: int = 2
+    act: str = "relu"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One searchable layer.
+
+    - `conv`: KxK conv in->out, BN, act.
+    - `dsconv`: depthwise KxK, BN, act, [SE], pointwise 1x1 in->out, BN (linear; MnasNet's
+      SepConv, the same computation as an mbconv without expansion).
+    - `mbconv`: [1x1 expansion in->exp, BN, act] if `expand`, depthwise KxK, BN, act,
+      [SE], 1x1 projection exp->out, BN (linear). Inverted residual.
+
+    `se_ch` is the absolute squeeze width (0 = no SE); `skip` is `identity` (residual
+    add), `pool` (residual through average pooling, for strided layers) or `none`.
+    """
+
+    kind: str
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int = 1
+    act: str = "relu"
+    se_ch: int = 0
+    skip: str = "none"
+    exp_ch: int | None = None  # mbconv only
+    expand: bool | None = None  # mbconv only
+
+    @property
+    def mid_ch(self) -> int:
+        """Channels seen by the depthwise conv and SE (the expansion for mbconv)."""
+        if self.kind == "mbconv":
+            assert self.exp_ch is not None
+            return self.exp_ch
+        return self.in_ch if self.kind == "dsconv" else self.out_ch
+
+
+@dataclass(frozen=True)
+class Head:
+    """`v2`: 1x1 conv, BN, act, pool, dropout, classifier (MobileNetV2/MnasNet).
+
+    `v3`: the MobileNetV3 efficient last stage: 1x1 conv, BN, act, pool, a linear layer
+    of `hidden_ch` without BN + act, dropout, classifier.
+    """
+
+    kind: str
+    conv_ch: int
+    act: str = "relu"
+    hidden_ch: int | None = None  # v3 only
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A whole network: input, stem, ordered layers, head; absolute channel counts."""
+
+    resolution: int
+    num_classes: int
+    stem: Stem
+    layers: tuple[Layer, ...]
+    head: Head
+    in_ch: int = 3
+    bn: BatchNorm = field(default_factory=BatchNorm)
+    se: SERule = field(default_factory=SERule)
+    name: str = ""
+
+    def replace(self, **changes: Any) -> "Arch":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return arch_to_dict(self)
+
+    def to_json(self) -> str:
+        """Indented JSON with one line per layer, so diffs read layer by layer."""
+        data = self.to_dict()
+        layers = data.pop("layers")
+        text = json.dumps(data, indent=2)
+        rows = ",\n".join("    " + json.dumps(layer) for layer in layers)
+        head_at = text.rindex('  "head"')
+        return f'{text[:head_at]}  "layers": [\n{rows}\n  ],\n{text[head_at:]}\n'
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    def hash(self) -> str:
+        """Content hash (name excluded): equal architectures share it."""
+        data = self.to_dict()
+        data.pop("name")
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def feature_sizes(self) -> Iterator[int]:
+        """Spatial size entering each layer (same padding: ceil(H / stride))."""
+        hw = _down(self.resolution, self.stem.stride)
+        for layer in self.layers:
+            yield hw
+            hw = _down(hw, layer.stride)
+
+    @property
+    def final_hw(self) -> int:
+        hw = _down(self.resolution, self.stem.stride)
+        for layer in self.layers:
+            hw = _down(hw, layer.stride)
+        return hw
+
+
+def _down(hw: int, stride: int) -> int:
+    return -(-hw // stride)
+
+
+# ---------------------------------------------------------------- JSON form
+
+def arch_to_dict(arch: Arch) -> dict[str, Any]:
+    layers = []
+    for layer in arch.layers:
+        d: dict[str, Any] = {"kind": layer.kind, "in_ch": layer.in_ch}
+        if layer.kind == "mbconv":
+            d["expand"] = layer.expand
+            d["exp_ch"] = layer.exp_ch
+        d.update(out_ch=layer.out_ch, kernel=layer.kernel, stride=layer.stride,
+                 act=layer.act, se_ch=layer.se_ch, skip=layer.skip)
+        layers.append(d)
+    head: dict[str, Any] = {"kind": arch.head.kind, "conv_ch": arch.head.conv_ch,
+                            "act": arch.head.act}
+    if arch.head.kind == "v3":
+        head["hidden_ch"] = arch.head.hidden_ch
+    head["dropout"] = arch.head.dropout
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": arch.name,
+        "resolution": arch.resolution,
+        "in_ch": arch.in_ch,
+        "num_classes": arch.num_classes,
+        "bn": {"eps": arch.bn.eps, "momentum": arch.bn.momentum},
+        "se": {"gate": arch.se.gate, "ratio": arch.se.ratio, "of": arch.se.of,
+               "divisor": arch.se.divisor},
+        "stem": {"out_ch": arch.stem.out_ch, "kernel": arch.stem.kernel,
+                 "stride": arch.stem.stride, "act": arch.stem.act},
+        "layers": layers,
+        "head": head,
+    }
+
+
+class _Reader:
+    """Reads one JSON object strictly, collecting errors with their key paths."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+
+    def obj(self, data: Any, path: str, fields: dict[str, tuple]) -> dict[str, Any] | None:
+        """Check `data` is an object with exactly `fields` ({name: (type, check)})."""
+        if not isinstance(data, dict):
+            self.errors.append(f"{path}: expected an object, got {_show(data)}")
+            return None
+        out: dict[str, Any] = {}
+        for key in data:
+            if key not in fields:
+                hint = difflib.get_close_matches(str(key), fields, n=1)
+                extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+                self.errors.append(f"{_join(path, key)}: unknown field{extra}")
+        for key, (kind, check) in fields.items():
+            where = _join(path, key)
+            if key not in data:
+                self.errors.append(f"{where}: missing field")
+                continue
+            value = data[key]
+            if not _is_type(value, kind):
+                self.errors.append(f"{where}: expected {kind.__name__}, got {_show(value)}")
+                continue
+            if kind is float:
+                value = float(value)
+            problem = check(value) if check else None
+            if problem:
+                self.errors.append(f"{where}: {problem}")
+                continue
+            out[key] = value
+        return out if len(out) == len(fields) else None
+
+
+def _is_type(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _one_of(options: tuple) -> Any:
+    def check(value: Any) -> str | None:
+        if value not in options:
+            listed = ", ".join(str(o) for o in options)
+            hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            return f"unsupported value {_show(value)} (choose from {listed}){extra}"
+        return None
+    return check
+
+
+def _kernel(options: tuple) -> Any:
+    def check(value: int) -> str | None:
+        if value not in options:
+            return f"unsupported kernel {value} (choose from {', '.join(map(str, options))})"
+        return None
+    return check
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
+
+
+_LAYER_COMMON = {
+    "kind": (str, _one_of(LAYER_KINDS)),
+    "in_ch": (int, _positive),
+    "out_ch": (int, _positive),
+    "stride": (int, _one_of(STRIDES)),
+    "act": (str, _one_of(ACTIVATIONS)),
+    "se_ch": (int, _non_negative),
+    "skip": (str, _one_of(SKIPS)),
+}
+
+
+def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
+    """Build an `Arch` from its JSON form; every problem is a `UserError`.
+
+    Unknown or missing fields, unsupported values and channel mismatches between
+    consecutive layers are all reported with their key path (`layers[3].kernel`).
+    """
+    errors: list[str] = []
+    r = _Reader(errors)
+    top = r.obj(data, "", {
+        "schema_version": (int, lambda v: None if v == SCHEMA_VERSION
+                           else f"unsupported schema version {v} (this release reads {SCHEMA_VERSION})"),
+        "name": (str, None),
+        "resolution": (int, _positive),
+        "in_ch": (int, _positive),
+        "num_classes": (int, _positive),
+        "bn": (dict, None),
+        "se": (dict, None),
+        "stem": (dict, None),
+        "layers": (list, lambda v: None if v else "needs at least one layer"),
+        "head": (dict, None),
+    })
+    if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        _raise(errors[:1], source)  # a different schema: other complaints are noise
+    if top is None:
+        _raise(errors, source)
+    bn = r.obj(top["bn"], "bn", {"eps": (float, _positive), "momentum": (float, _fraction)})
+    se = r.obj(top["se"], "se", {"gate": (str, _one_of(SE_GATES)), "ratio": (float, _positive),
+                                 "of": (str, _one_of(("in", "mid"))),
+                                 "divisor": (int, _positive)})
+    stem = r.obj(top["stem"], "stem", {"out_ch": (int, _positive),
+                                       "kernel": (int, _kernel(CONV_KERNELS)),
+                                       "stride": (int, _one_of(STRIDES)),
+                                       "act": (str, _one_of(ACTIVATIONS))})
+    layers: list[Layer] = []
+    for i, item in enumerate(top["layers"]):
+        where = f"layers[{i}]"
+        kind = item.get("kind") if isinstance(item, dict) else None
+        fields = dict(_LAYER_COMMON)
+        fields["kernel"] = (int, _kernel(CONV_KERNELS if kind == "conv" else DEPTHWISE_KERNELS))
+        if kind == "mbconv":
+            fields["exp_ch"] = (int, _positive)
+            fields["expand"] = (bool, None)
+        d = r.obj(item, where, fields)
+        if d is None:
+            continue
+        layer = Layer(**d)
+        problem = _layer_problem(layer)
+        if problem:
+            errors.append(f"{where}.{problem}")
+            continue
+        layers.append(layer)
+    head_kind = top["head"].get("kind")
+    head_fields = {"kind": (str, _one_of(HEAD_KINDS)), "conv_ch": (int, _positive),
+                   "act": (str, _one_of(ACTIVATIONS)), "dropout": (float, _fraction)}
+    if head_kind == "v3":
+        head_fields["hidden_ch"] = (int, _positive)
+    head = r.obj(top["head"], "head", head_fields)
+    if errors:
+        _raise(errors, source)
+    assert bn and se and stem and head
+    arch = Arch(
+        name=top["name"], resolution=top["resolution"], in_ch=top["in_ch"],
+        num_classes=top["num_classes"], bn=BatchNorm(**bn), se=SERule(**se),
+        stem=Stem(**stem), layers=tuple(layers), head=Head(**head),
+    )
+    _raise(chain_problems(arch), source)
+    return arch
+
+
+def _layer_problem(layer: Layer) -> str | None:
+    """A problem within one layer, as `field: message`, or None."""
+    if layer.kind == "mbconv" and not layer.expand and layer.exp_ch != layer.in_ch:
+        return (f"exp_ch: is {layer.exp_ch} but a layer without expansion keeps "
+                f"in_ch ({layer.in_ch})")
+    if layer.skip == "identity" and (layer.stride != 1 or layer.in_ch != layer.out_ch):
+        return (f"skip: an identity residual needs stride 1 and in_ch == out_ch "
+                f"(got stride {layer.stride}, {layer.in_ch} -> {layer.out_ch})")
+    if layer.skip == "pool" and layer.in_ch != layer.out_ch:
+        return f"skip: a pooling residual needs in_ch == out_ch (got {layer.in_ch} -> {layer.out_ch})"
+    return None
+
+
+def chain_problems(arch: Arch) -> list[str]:
+    """Channel mismatches between consecutive pieces of the network."""
+    problems = []
+    prev, prev_name = arch.stem.out_ch, "stem.out_ch"
+    for i, layer in enumerate(arch.layers):
+        if layer.in_ch != prev:
+            problems.append(f"layers[{i}].in_ch: is {layer.in_ch} but {prev_name} is {prev}")
+        prev, prev_name = layer.out_ch, f"layers[{i}].out_ch"
+    return problems
+
+
+def _raise(errors: list[str], source: str) -> None:
+    if not errors:
+        return
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise UserError(errors[0] + more, source)
+
+
+def load_arch(path: str | Path) -> Arch:
+    """Read an Arch JSON file strictly."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UserError(f"cannot read: {err.strerror}", str(path)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"line {err.lineno}: invalid JSON: {err.msg}", str(path)) from None
+    return arch_from_dict(data, str(path))
