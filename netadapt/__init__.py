@@ -1,0 +1,1 @@
+"""NetAdapt: latency-targeted, layer-wise shrinking of an Arch (independent of `nas`)."""

@@ -1,0 +1,81 @@
+"""The `nas` command line: info, validate, and how user mistakes are reported."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+
+NAS = [str(Path(sys.executable).parent / "nas")]
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(NAS + list(args), capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("name, params", [("mobilenet_v3_large", 5_483_032),
+                                          ("mobilenet_v3_small", 2_542_856),
+                                          ("mnasnet_b1", 4_383_312)])
+def test_info_json_exact_counts(name, params):
+    out = run("info", name, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["params"] == params and isinstance(data["macs"], int)
+
+
+def test_info_table_and_overrides(capsys):
+    assert main(["info", "mobilenet_v3_small", "--resolution", "32", "--classes", "10",
+                 "--stem-stride", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "32x32x3, 10 classes" in text
+    assert "layers[10]" in text and "total" in text
+
+
+def test_info_arch_file(tmp_path, capsys):
+    assert main(["info", "mnasnet_a1", "--json"]) == 0
+    a1 = json.loads(capsys.readouterr().out)
+    assert a1["params"] == 3_887_038
+    path = tmp_path / "a1.json"
+    from search_spaces.reference import load_reference
+    load_reference("mnasnet_a1").save(path)
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macs"] == a1["macs"]
+
+
+def test_validate_yaml_and_json(repo, capsys):
+    assert main(["validate", str(repo / "runs" / "quickstart.yaml")]) == 0
+    assert "valid experiment 'quickstart'" in capsys.readouterr().out
+    ref = repo / "search_spaces" / "reference" / "mobilenet_v3_small.json"
+    assert main(["validate", str(ref)]) == 0
+    assert "valid Arch JSON" in capsys.readouterr().out
+
+
+def test_user_mistake_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search:\n  space: mnasnet\n  kernal: 3\n")
+    out = run("validate", str(bad))
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "Traceback" not in out.stderr
+    assert f"{bad}: search.kernal: unknown key" in out.stderr
+    debug = run("--debug", "validate", str(bad))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_bad_arch_json_names_layer(tmp_path):
+    from search_spaces.reference import load_reference
+    data = load_reference("mobilenet_v3_small").to_dict()
+    data["layers"][2]["kernel"] = 4
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(data))
+    out = run("info", str(path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"nas: error: {path}: layers[2].kernel: unsupported kernel 4 (choose from 3, 5, 7)"
+
+
+def test_unknown_reference_name():
+    out = run("info", "resnet50")
+    assert out.returncode == 2 and "unknown reference net 'resnet50'" in out.stderr

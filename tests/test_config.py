@@ -1,0 +1,118 @@
+"""The strict experiment YAML loader."""
+
+from pathlib import Path
+
+import pytest
+
+from nas.config import build_space, load_config
+from search_spaces.errors import UserError
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path, overrides=None) -> str:
+    with pytest.raises(UserError) as info:
+        load_config(path, overrides)
+    return str(info.value)
+
+
+def test_defaults_name_and_output_dir(tmp_path):
+    cfg = load_config(write(tmp_path, "search: {space: mnasnet}\n", "my_exp.yaml"))
+    assert cfg.name == "my_exp"
+    assert cfg.output_dir == tmp_path.resolve()
+    assert cfg.search.resolution == 224 and cfg.seed == 0
+
+
+def test_empty_file_is_all_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, ""))
+    assert cfg.search.space == "mnasnet"
+
+
+def test_relative_paths_resolve_against_the_yaml(tmp_path):
+    sub = tmp_path / "exps"
+    sub.mkdir()
+    cfg = load_config(write(sub, "output_dir: ../out\n"))
+    assert cfg.output_dir == (tmp_path / "out").resolve()
+
+
+def test_override_paths_resolve_against_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sub = tmp_path / "exps"
+    sub.mkdir()
+    cfg = load_config(write(sub, "seed: 1\n"), ["output_dir=results", "seed=5"])
+    assert cfg.output_dir == (tmp_path / "results").resolve()
+    assert cfg.seed == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("serch: {space: mnasnet}\n", "exp.yaml: serch: unknown key (did you mean 'search'?)"),
+    ("search: {spcae: mnasnet}\n", "search.spcae: unknown key (did you mean 'search.space'?)"),
+    ("search: {space: mnasnett}\n",
+     "search.space: 'mnasnett' is not one of mnasnet, mobilenetv3 (did you mean 'mnasnet'?)"),
+    ("search: {resolution: big}\n", "search.resolution: expected an integer, got 'big'"),
+    ("search: {resolution: -32}\n", "search.resolution: must be > 0, got -32"),
+    ("seed: true\n", "seed: expected an integer, got True"),
+    ("search: {stem_stride: 3}\n", "search.stem_stride: 3 is not one of 1, 2"),
+    ("search: [1, 2]\n", "search: expected a mapping, got [1, 2]"),
+    ("- 1\n", "the top level must be a mapping"),
+    ("search: {skeleton: 5}\n", "search.skeleton: expected a string or a mapping, got 5"),
+    ("search: {skeleton: {stem: 16, head_conv: 64}}\n", "search.skeleton.blocks: missing required key"),
+    ("search: {skeleton: {stem: 16, head_conv: 64, blocks: [{width: 8, layers: 1, strid: 2}]}}\n",
+     "search.skeleton.blocks[0].strid: unknown key (did you mean 'search.skeleton.blocks[0].stride'?)"),
+    ("search: {skeleton: {stem: 16, head_conv: 64, blocks: [{width: 8, layers: 0}]}}\n",
+     "search.skeleton.blocks[0].layers: must be >= 1"),
+    ("search: {skeleton: mobilenetv9}\n", "unknown preset 'mobilenetv9'"),
+    ("search:\n  space: mnasnet\n   resolution: 3\n", "exp.yaml: line 3: invalid YAML"),
+    ("seed: !!python/object/apply:os.system ['echo hi']\n", "invalid YAML"),
+])
+def test_errors_name_file_and_key(tmp_path, text, message):
+    assert message in error_of(write(tmp_path, text))
+
+
+def test_all_errors_are_collected(tmp_path):
+    text = "seed: x\nsearch: {resolution: y, colour: red}\n"
+    msg = error_of(write(tmp_path, text))
+    assert "(and 2 more:" in msg
+    for part in ("seed:", "search.resolution:", "search.colour:"):
+        assert part in msg
+
+
+def test_override_errors(tmp_path):
+    path = write(tmp_path, "seed: 1\n")
+    assert "--set expects key.path=value" in error_of(path, ["seed"])
+    assert "search.resolutoin: unknown key" in error_of(path, ["search.resolutoin=32"])
+    assert "'seed' is not a section" in error_of(path, ["seed.x=1"])
+
+
+def test_inline_skeleton_builds_a_space(tmp_path):
+    cfg = load_config(write(tmp_path, """
+search:
+  space: mobilenetv3
+  resolution: 32
+  stem_stride: 1
+  num_classes: 10
+  skeleton:
+    stem: 16
+    head_conv: 96
+    head_hidden: 128
+    blocks:
+      - {width: 16, layers: 1, stride: 1, fixed: {op: dsconv}}
+      - {width: 24, layers: 2, stride: 2}
+"""))
+    space = build_space(cfg)
+    assert len(space.decisions) == 6 + 7
+    arch = space.decode({d.name: d.options[0] for d in space.decisions})
+    assert arch.num_classes == 10 and arch.head.hidden_ch == 128
+
+
+def test_missing_file(tmp_path):
+    assert "cannot read" in error_of(tmp_path / "nope.yaml")
+
+
+def test_shipped_experiments_are_valid(repo):
+    for path in sorted((repo / "runs").glob("*.yaml")):
+        build_space(load_config(path))
