@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check an experiment YAML or an Arch JSON")
     p.add_argument("file")
     p.set_defaults(func=_validate)
+
+    from latency.cli import add_latency_commands
+    add_latency_commands(sub)
     return parser
 
 

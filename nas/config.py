@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from nas.configload import apply_overrides, load_dataclass, positive, read_yaml
+from nas.configload import apply_overrides, load_dataclass, non_negative, positive, read_yaml
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.skeletons import Skeleton
+
+if TYPE_CHECKING:
+    from latency.model import LatencyModel
 
 
 @dataclass
@@ -26,6 +29,33 @@ class SearchConfig:
     num_classes: int = field(default=1000, metadata={"check": positive})
 
 
+def _percentile(value: float) -> str | None:
+    return None if 0 <= value <= 100 else f"must be in [0, 100], got {value}"
+
+
+@dataclass
+class LatencyConfig:
+    """`latency:` how a network's latency is obtained (docs/latency.md).
+
+    `table`: sum of rows of the lookup table at `path` (missing rows: `policy`);
+    `measure`: time the network here with the measurement protocol; `flops`: MACs as
+    a proxy, `ms_per_mmac * MMACs + offset_ms`.
+    """
+
+    kind: Literal["table", "measure", "flops"] = "measure"
+    path: Path | None = None  # the table file (kind: table)
+    policy: Literal["error", "interpolate", "measure"] = "error"
+    calibrated: bool = True  # apply the table's calibration, if it has one
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = field(default=1, metadata={"check": positive})
+    warmup: int = field(default=5, metadata={"check": non_negative})
+    repeats: int = field(default=30, metadata={"check": positive})
+    percentile: float = field(default=10.0, metadata={"check": _percentile})
+    ms_per_mmac: float = field(default=1.0, metadata={"check": positive})
+    offset_ms: float = 0.0
+
+
 @dataclass
 class ExperimentConfig:
     """The whole experiment YAML."""
@@ -34,6 +64,7 @@ class ExperimentConfig:
     output_dir: Path | None = None  # default: the YAML file's folder
     seed: int = 0
     search: SearchConfig = field(default_factory=SearchConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     source: str = field(default="<config>", init=False, repr=False)  # the YAML path
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,6 +72,8 @@ class ExperimentConfig:
         data = asdict(self)
         data.pop("source")
         data["output_dir"] = str(self.output_dir)
+        if self.latency.path is not None:
+            data["latency"]["path"] = str(self.latency.path)
         return data
 
 
@@ -61,6 +94,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     cfg.name = cfg.name or path.stem
     cfg.output_dir = cfg.output_dir or path.resolve().parent
     build_space(cfg)  # semantic checks of the space and skeleton
+    if cfg.latency.kind == "table" and cfg.latency.path is None:
+        raise UserError("latency.path: missing required key (latency.kind is table)", str(path))
     return cfg
 
 
@@ -71,3 +106,17 @@ def build_space(cfg: ExperimentConfig) -> FactorizedSpace:
         return FactorizedSpace(s.space, s.skeleton, s.resolution, s.stem_stride, s.num_classes)
     except UserError as err:
         raise UserError(err.message, cfg.source) from None
+
+
+def build_latency_model(cfg: ExperimentConfig) -> "LatencyModel":
+    """The latency model the config's `latency:` section describes (loads a table)."""
+    from latency.model import make_model
+
+    options = asdict(cfg.latency)
+    kind = options.pop("kind")
+    try:
+        return make_model(kind, **options)
+    except UserError as err:
+        if err.source:  # a problem inside the table file names that file
+            raise
+        raise UserError(f"latency.{err.message}", cfg.source) from None

@@ -1,0 +1,146 @@
+"""The fidelity check: how far a table's predictions can be trusted on this machine.
+
+Samples networks (half from the space, half NetAdapt-style shrunk versions of them,
+so interpolated and narrow rows are exercised), measures each end to end twice with
+the table's own protocol, and compares with the table's prediction, raw (the sum of
+rows) and calibrated (the table's calibration, fitted at build time on other
+networks, which are excluded here).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latency.measure import measure_archs
+from latency.missing import table_protocol
+from latency.model import TableModel
+from latency.profiler import Coverage
+from latency.table import LatencyTable
+from search_spaces.arch import Arch
+from search_spaces.counting import count
+from search_spaces.errors import UserError
+
+
+BAND = 0.10 + 1e-9  # +-10%, with room for floating-point rounding at the edge
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation: Pearson correlation of average ranks (ties shared)."""
+    ra = pd.Series(a).rank(method="average").to_numpy()
+    rb = pd.Series(b).rank(method="average").to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def scores(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """MAPE and share within +-10% (fractions), Spearman, of predictions vs measurements."""
+    rel = np.abs(predicted - measured) / measured
+    return {"mape": float(rel.mean()), "within_10pct": float(np.mean(rel <= BAND)),
+            "spearman": spearman(predicted, measured)}
+
+
+def draw(coverage: Coverage, n: int, seed: int, channel_step: int,
+         exclude: set[str]) -> list[tuple[Arch, str]]:
+    """`n` distinct networks (with how each was made), none with a hash in `exclude`."""
+    rng = random.Random(seed)
+    out: list[tuple[Arch, str]] = []
+    seen = set(exclude)
+    for _ in range(20):
+        for arch, kind in coverage.sample(n, rng, channel_step):
+            if arch.hash() not in seen:
+                seen.add(arch.hash())
+                out.append((arch, kind))
+        if len(out) >= n:
+            return out[:n]
+    raise UserError(f"could only draw {len(out)} distinct networks for the check, "
+                    f"{n} were asked for")
+
+
+def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
+              policy: str = "interpolate", seed: int = 0, channel_step: int = 8,
+              repeats: int | None = None, worst: int = 5) -> dict[str, Any]:
+    """Score `table` on `samples` networks of `coverage`; a JSON-ready dict."""
+    if samples < 2:
+        raise UserError(f"--samples must be >= 2, got {samples}")
+    protocol = table_protocol(table)
+    if repeats:
+        protocol = replace(protocol, repeats=repeats)
+    protocol.check()
+    cal = table.calibration
+    nets = draw(coverage, samples, seed, channel_step, set(cal.nets) if cal else set())
+    archs = [a for a, _ in nets]
+    model = TableModel(table, policy, calibrated=False)
+    estimates = [model.predict(a) for a in archs]
+    raw = np.array([e.raw_ms for e in estimates])
+    started = time.monotonic()
+    first = np.array([t.ms for t in measure_archs(archs, protocol)])
+    second = np.array([t.ms for t in measure_archs(archs, protocol)])
+    seconds = time.monotonic() - started
+    measured = (first + second) / 2
+    noise = float(np.mean(np.abs(first - second) / np.minimum(first, second) <= BAND))
+    raw_scores = scores(raw, measured)
+    cal_scores = scores(np.array([cal.apply(r) for r in raw]), measured) if cal else None
+    primary = cal_scores or raw_scores
+    predicted = np.array([cal.apply(r) for r in raw]) if cal else raw
+    rel = (predicted - measured) / measured
+    order = np.argsort(-np.abs(rel))[:worst]
+    return {
+        "samples": len(archs),
+        "table": table.source, "coverage": coverage.label,
+        "resolution": archs[0].resolution, "backend": protocol.backend,
+        "device": protocol.device, "threads": protocol.threads, "policy": policy,
+        "within_10pct": primary["within_10pct"], "mape": primary["mape"],
+        "spearman": primary["spearman"], "noise_within_10pct": noise,
+        "calibrated_used": cal is not None,
+        "raw": raw_scores, "calibrated": cal_scores,
+        "calibration": None if cal is None else
+        {"scale": cal.scale, "offset_ms": cal.offset_ms, "networks": cal.networks},
+        "interpolated_nets": int(sum(e.interpolated > 0 for e in estimates)),
+        "measured_ms_range": [float(measured.min()), float(measured.max())],
+        "measure_seconds": round(seconds, 1),
+        "worst": [{"hash": archs[i].hash(), "kind": nets[i][1],
+                   "mmacs": round(count(archs[i])[1] / 1e6, 2),
+                   "predicted_ms": round(float(predicted[i]), 4),
+                   "measured_ms": round(float(measured[i]), 4),
+                   "measured_twice_ms": [round(float(first[i]), 4), round(float(second[i]), 4)],
+                   "error": round(float(rel[i]), 4),
+                   "interpolated_rows": estimates[i].interpolated} for i in order],
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The human-readable form of `run_check`'s result."""
+    lines = [f"table {result['table']}  ({result['coverage']}, {result['resolution']}px, "
+             f"{result['backend']}/{result['device']}, {result['threads']} thread(s), "
+             f"policy {result['policy']})",
+             f"{result['samples']} networks, {result['interpolated_nets']} with interpolated "
+             f"rows; measured {result['measured_ms_range'][0]:.3f}-"
+             f"{result['measured_ms_range'][1]:.3f} ms in {result['measure_seconds']} s",
+             "",
+             f"{'':<12} {'within 10%':>10} {'MAPE':>8} {'Spearman':>9}"]
+    for name in ("raw", "calibrated"):
+        s = result[name]
+        if s is None:
+            lines.append(f"{name:<12} {'(the table has no calibration)':>29}")
+            continue
+        lines.append(f"{name:<12} {100 * s['within_10pct']:>9.1f}% {100 * s['mape']:>7.2f}% "
+                     f"{s['spearman']:>9.4f}")
+    lines.append(f"{'noise floor':<12} {100 * result['noise_within_10pct']:>9.1f}%   "
+                 f"(two end-to-end measurements of a net agree within 10%)")
+    if result["calibration"]:
+        c = result["calibration"]
+        lines.append(f"calibration: ms = {c['scale']:.4f} * sum + {c['offset_ms']:.4f} "
+                     f"(fitted on {c['networks']} other networks)")
+    lines += ["", "worst cases:"]
+    for w in result["worst"]:
+        lines.append(f"  {w['hash']} {w['kind']:<8} {w['mmacs']:>8.2f} MMACs  predicted "
+                     f"{w['predicted_ms']:.3f} ms, measured {w['measured_ms']:.3f} ms "
+                     f"({100 * w['error']:+.1f}%), {w['interpolated_rows']} interpolated rows")
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""`nas latency build | check | export-ops | predict`: the latency commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from latency.measure import BACKENDS, DEVICES, Protocol
+from latency.missing import POLICIES
+from latency.model import TableModel
+from latency.profiler import Coverage, build, resolve_coverage
+from latency.table import LatencyTable
+from search_spaces.errors import UserError
+from search_spaces.factorized import SPACE_NAMES
+from search_spaces.reference import resolve_arch
+from search_spaces.transforms import with_input
+
+SPACE_HELP = f"{' | '.join(SPACE_NAMES)} | ARCH.json | a reference net name"
+
+
+def _coverage_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--space", required=required, help=SPACE_HELP)
+    p.add_argument("--resolution", type=int, help="input resolution (an ARCH.json: its own)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2),
+                   help="stem stride (space default 2; 1 suits 32x32 inputs)")
+    p.add_argument("--classes", type=int, help="number of classes (space default 1000)")
+    p.add_argument("--skeleton", help="block skeleton preset of the space")
+    p.add_argument("--channel-step", type=int, default=8,
+                   help="NetAdapt shrink step in channels (default 8)")
+
+
+def _coverage(args: argparse.Namespace) -> Coverage:
+    return resolve_coverage(args.space, args.resolution, args.stem_stride, args.classes,
+                            args.skeleton)
+
+
+def _build(args: argparse.Namespace) -> None:
+    protocol = Protocol(args.backend, args.device, args.threads, args.warmup, args.repeats,
+                        args.percentile)
+    out = Path(args.out)
+    table = build(_coverage(args), out, protocol, args.channel_step, args.calibrate,
+                  args.chunk, args.seed)
+    cal = table.calibration
+    note = (f"; calibration ms = {cal.scale:.4f} * sum + {cal.offset_ms:.4f} "
+            f"(fitted on {cal.networks} networks)") if cal else ""
+    print(f"{out}: {len(table)} rows{note}")
+
+
+def _table_coverage(table: LatencyTable, args: argparse.Namespace) -> Coverage:
+    """The space/network to check: the command line's, else the table's metadata."""
+    meta = table.meta
+    spec = args.space or meta.get("space")
+    if not spec:
+        raise UserError("the table names no space: pass --space", table.source)
+    from_table = args.space is None or args.space == meta.get("space")
+
+    def pick(value: int | None, key: str) -> int | None:
+        return value if value is not None else (table.meta_int(key) if from_table else None)
+
+    skeleton = args.skeleton or (meta.get("skeleton") if from_table and spec in SPACE_NAMES
+                                 and meta.get("skeleton") != "custom" else None)
+    return resolve_coverage(spec, pick(args.resolution, "resolution"),
+                            pick(args.stem_stride, "stem_stride"),
+                            pick(args.classes, "num_classes"), skeleton)
+
+
+def _check(args: argparse.Namespace) -> None:
+    from latency.check import format_report, run_check
+
+    table = LatencyTable.load(args.table)
+    result = run_check(table, _table_coverage(table, args), args.samples, args.policy,
+                       args.seed, args.channel_step, args.repeats)
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from latency.export_ops import export_ops
+
+    template = export_ops(_coverage(args), Path(args.out), args.channel_step)
+    print(f"{template}: fill latency_ms from timing the models in {template.parent / 'ops'}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    table = LatencyTable.load(args.table)
+    model = TableModel(table, args.policy, calibrated=not args.raw)
+    arch = with_input(resolve_arch(args.arch), args.resolution, args.classes, args.stem_stride)
+    est = model.predict(arch)
+    if args.json:
+        print(json.dumps({"ms": est.ms, "raw_ms": est.raw_ms, "source": est.source,
+                          "interpolated": est.interpolated}))
+    else:
+        print(f"{est.ms:.4f} ms ({est.source}; sum of rows {est.raw_ms:.4f} ms)")
+
+
+def add_latency_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `nas latency ...` on the `nas` parser's subcommands."""
+    lat = sub.add_parser("latency", help="latency tables: build, check, export-ops, predict")
+    cmds = lat.add_subparsers(dest="latency_command", required=True, metavar="COMMAND")
+
+    p = cmds.add_parser("build", help="time every operator a space can reach into a table")
+    _coverage_args(p, required=True)
+    p.add_argument("--out", required=True, help="table CSV to write (an existing one resumes)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=Protocol.warmup, help="untimed rounds")
+    p.add_argument("--repeats", type=int, default=Protocol.repeats, help="timed rounds")
+    p.add_argument("--percentile", type=float, default=Protocol.percentile,
+                   help="statistic over the timed rounds (default %(default)s)")
+    p.add_argument("--calibrate", type=int, default=10,
+                   help="networks measured end to end to fit the calibration (0: none)")
+    p.add_argument("--chunk", type=int, default=24, help="operators timed round-robin together")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_build)
+
+    p = cmds.add_parser("check", help="measure networks end to end against a table")
+    p.add_argument("--table", required=True)
+    _coverage_args(p, required=False)
+    p.add_argument("--samples", type=int, default=50)
+    p.add_argument("--policy", choices=POLICIES, default="interpolate",
+                   help="for rows the table lacks (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, help="timed rounds (default: the table's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_check)
+
+    p = cmds.add_parser("export-ops", help="ONNX model per operator + template.csv for a device")
+    _coverage_args(p, required=True)
+    p.add_argument("--out", required=True, help="folder for ops/*.onnx and template.csv")
+    p.set_defaults(func=_export)
+
+    p = cmds.add_parser("predict", help="latency of one architecture from a table")
+    p.add_argument("--table", required=True)
+    p.add_argument("arch", help="Arch JSON file or reference net name")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--classes", type=int)
+    p.add_argument("--stem-stride", type=int, choices=(1, 2))
+    p.add_argument("--policy", choices=POLICIES, default="error")
+    p.add_argument("--raw", action="store_true", help="the plain sum of rows, uncalibrated")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_predict)
+
+
+if __name__ == "__main__":
+    sys.exit("run as `nas latency ...`")

@@ -1,0 +1,62 @@
+"""Tables for devices that cannot run Python: one small ONNX model per operator
+signature, and `template.csv`, a table with every row and an empty `latency_ms`.
+
+The user times each `ops/<signature>.onnx` on the device with its own tools, fills
+`latency_ms` (and, if known, `std_ms` and `count`), and the filled template is a
+valid table (docs/latency.md walks through it).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from latency.measure import onnx_bytes
+from latency.profiler import Coverage, Progress
+from latency.signature import Signature, build_op
+from latency.table import COLUMNS, format_header
+
+TEMPLATE_COLUMNS = COLUMNS + ("file",)
+
+
+def export_op(sig: Signature, path: Path, se_gate: str) -> None:
+    """One operator as ONNX: input `input`, batch 1, fixed shape, random weights."""
+    x = torch.zeros(sig.input_shape())
+    with torch.no_grad():
+        data = onnx_bytes(build_op(sig, se_gate), x)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # a killed export never leaves a half-written model behind
+
+
+def export_ops(coverage: Coverage, out_dir: Path, channel_step: int = 8,
+               stream: TextIO | None = None) -> Path:
+    """Write `out_dir/ops/*.onnx` and `out_dir/template.csv`; returns the template path.
+
+    Models already present are kept, so a killed export resumes.
+    """
+    sigs = coverage.signatures(channel_step)
+    ops = out_dir / "ops"
+    ops.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(sigs), 0, stream or sys.stderr)
+    for sig in sigs:
+        path = ops / f"{sig.slug()}.onnx"
+        if not path.exists():
+            export_op(sig, path, coverage.se_gate)
+        progress.update(1, sig.describe())
+    meta = {"device": "", "backend": "", "threads": "", "batch": "1", "date": "",
+            **coverage.meta(channel_step),
+            "exported_with": f"torch {torch.__version__}, ONNX opset 17"}
+    template = out_dir / "template.csv"
+    with open(template, "w", newline="") as f:
+        f.write("# Fill in device, backend, threads and date above, and latency_ms (ms,\n"
+                "# batch 1) for every row by timing the model named in its file column.\n")
+        f.write(format_header(meta, TEMPLATE_COLUMNS))
+        writer = csv.writer(f, lineterminator="\n")
+        for sig in sigs:
+            writer.writerow([str(v) for v in sig.key()] + ["", "", "", f"ops/{sig.slug()}.onnx"])
+    return template

@@ -1,0 +1,265 @@
+"""The one measurement protocol, used by the profiler, the checker and `kind: measure`.
+
+Protocol: eval mode, inference mode, batch 1, a fixed thread count (set, then
+restored), warm-up rounds, then `repeats` timed rounds; a low percentile of the
+samples is the latency and 1.4826 * MAD the spread.
+
+Why interleaved rounds: several things timed together (a table's operators, a set of
+networks) run round-robin, one call each per round, so a burst of machine noise hits
+all of them a little instead of one of them a lot. For operators it also matters for
+the mean: an operator timed alone runs with hot caches and a sum of such timings
+under-predicts a whole network by 10-30% at 32x32 on this 2-core CPU, while the
+round-robin sum lands within a few percent (BENCHMARKS.md, issue 3).
+
+Why a lock: timing that overlaps with other timing or training measures the overlap.
+`timing_lock()` serialises timing within this process (threads) and across processes
+on this machine (an exclusive `flock`); training code takes `compute_lock()` (shared),
+so training runs may overlap each other but never a timing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import tempfile
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_spaces.arch import Arch
+from search_spaces.builder import build_model
+from search_spaces.errors import UserError
+
+BACKENDS = ("torch", "onnxruntime")
+DEVICES = ("cpu", "cuda")
+
+Runner = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How to time: backend, device, threads, warm-up and timed rounds, statistic."""
+
+    backend: str = "torch"
+    device: str = "cpu"
+    threads: int = 1
+    warmup: int = 5
+    repeats: int = 30
+    # A low percentile rather than the median: noise on a shared machine only ever
+    # adds time, so the lower part of the distribution is the reproducible part.
+    percentile: float = 10.0
+
+    def check(self) -> None:
+        """Raise `UserError` for impossible settings (the CLI and config call this)."""
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend: unknown '{self.backend}' (choose from {', '.join(BACKENDS)})")
+        if self.device not in DEVICES:
+            raise UserError(f"device: unknown '{self.device}' (choose from {', '.join(DEVICES)})")
+        if self.device == "cuda" and self.backend != "torch":
+            raise UserError("device: cuda is measured with the torch backend only")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("device: cuda requested but torch sees no CUDA device")
+        if self.backend == "onnxruntime":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise UserError("backend onnxruntime needs `pip install '.[onnx]'`") from None
+        if self.threads < 1 or self.repeats < 1 or self.warmup < 0:
+            raise UserError(f"threads and repeats must be >= 1 and warmup >= 0, got "
+                            f"{self.threads}, {self.repeats}, {self.warmup}")
+        if not 0 <= self.percentile <= 100:
+            raise UserError(f"percentile must be in [0, 100], got {self.percentile}")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A measured latency: the statistic, its spread (robust std) and sample count."""
+
+    ms: float
+    std_ms: float
+    count: int
+
+
+def summarize(samples_ms: Sequence[float], percentile: float) -> Timing:
+    x = np.asarray(samples_ms, dtype=float)
+    mad = float(np.median(np.abs(x - np.median(x))))
+    return Timing(float(np.percentile(x, percentile)), 1.4826 * mad, len(x))
+
+
+# ------------------------------------------------------------------ locking
+
+_THREAD_LOCK = threading.RLock()
+_depth = 0  # re-entrancy of the file lock within this process
+_lock_file: io.TextIOWrapper | None = None
+
+
+def lock_path() -> Path:
+    """The machine-wide lock file (`NAS_TIMING_LOCK` overrides)."""
+    return Path(os.environ.get("NAS_TIMING_LOCK",
+                               Path(tempfile.gettempdir()) / "nas-timing.lock"))
+
+
+def _flock(mode: int, timeout: float | None) -> io.TextIOWrapper:
+    handle = open(lock_path(), "a")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() > deadline:
+                handle.close()
+                raise TimeoutError(f"{lock_path()} is held by another process") from None
+            time.sleep(0.01)
+
+
+@contextmanager
+def timing_lock(timeout: float | None = None) -> Iterator[None]:
+    """Exclusive: no other timing or `compute_lock` holder runs meanwhile."""
+    global _depth, _lock_file
+    if not _THREAD_LOCK.acquire(timeout=-1 if timeout is None else timeout):
+        raise TimeoutError("another thread of this process is timing")
+    try:
+        if _depth == 0:
+            _lock_file = _flock(fcntl.LOCK_EX, timeout)
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+            if _depth == 0 and _lock_file is not None:
+                _lock_file.close()  # closing releases the flock
+                _lock_file = None
+    finally:
+        _THREAD_LOCK.release()
+
+
+@contextmanager
+def compute_lock(timeout: float | None = None) -> Iterator[None]:
+    """Shared: for training work that must not overlap a timing (it may overlap itself).
+
+    Do not hold it while calling into timing from the same process.
+    """
+    handle = _flock(fcntl.LOCK_SH, timeout)
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+@contextmanager
+def timing_session(protocol: Protocol, timeout: float | None = None) -> Iterator[None]:
+    """Hold the timing lock, fix the thread count (restored after) and inference mode."""
+    with timing_lock(timeout):
+        old = torch.get_num_threads()
+        torch.set_num_threads(protocol.threads)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            torch.set_num_threads(old)
+
+
+# ------------------------------------------------------------------ runners
+
+def prepare(module: nn.Module, input_shape: tuple[int, ...], protocol: Protocol,
+            seed: int = 0) -> Runner:
+    """A zero-argument callable running `module` once on a fixed batch-1 input."""
+    module = module.eval()
+    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed))
+    if protocol.backend == "onnxruntime":
+        return _onnx_runner(module, x, protocol.threads)
+    if protocol.device == "cuda":
+        module, x = module.cuda(), x.cuda()
+
+        def run_cuda() -> None:
+            module(x)
+            torch.cuda.synchronize()
+        return run_cuda
+    return lambda: module(x)
+
+
+def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
+    """The module as an ONNX model with one input `input` (fixed shape, batch 1)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but fast (the dynamo one takes seconds
+        # per model, and a table exports thousands); revisit when it is removed.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), buf, input_names=["input"], output_names=["output"],
+                          opset_version=17, dynamo=False)
+    return buf.getvalue()
+
+
+def _onnx_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    with torch.no_grad():
+        model = onnx_bytes(module, x)
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+# ------------------------------------------------------------------ timing
+
+def time_interleaved(runners: Sequence[Runner], protocol: Protocol, settle: int = 0,
+                     timeout: float | None = None) -> list[Timing]:
+    """Time every runner, round-robin: warm-up rounds, then `repeats` timed rounds.
+
+    `settle` untimed calls precede each timed call of a visit: 0 times an operator in
+    the cache context of the others (as inside a network); 1 times a whole network
+    in steady state (its own previous run warmed the caches, as in deployment).
+    """
+    samples: list[list[float]] = [[] for _ in runners]
+    clock = time.perf_counter_ns
+    with timing_session(protocol, timeout):
+        for _ in range(protocol.warmup):
+            for run in runners:
+                run()
+        for _ in range(protocol.repeats):
+            for i, run in enumerate(runners):
+                for _ in range(settle):
+                    run()
+                t0 = clock()
+                run()
+                samples[i].append((clock() - t0) / 1e6)
+    return [summarize(s, protocol.percentile) for s in samples]
+
+
+def arch_runner(arch: Arch, protocol: Protocol, seed: int = 0) -> Runner:
+    shape = (1, arch.in_ch, arch.resolution, arch.resolution)
+    return prepare(build_model(arch), shape, protocol, seed)
+
+
+def measure_archs(archs: Sequence[Arch], protocol: Protocol, group: int = 16) -> list[Timing]:
+    """End-to-end latency of whole networks, interleaved in groups of `group`.
+
+    Each network gets `repeats` timed runs, each right after one untimed run of the
+    same network (steady state), visiting the networks of a group round-robin.
+    """
+    out: list[Timing] = []
+    for start in range(0, len(archs), group):
+        runners = [arch_runner(a, protocol, seed=i)
+                   for i, a in enumerate(archs[start:start + group])]
+        out.extend(time_interleaved(runners, protocol, settle=1))
+    return out
+
+
+def measure_arch(arch: Arch, protocol: Protocol) -> Timing:
+    """End-to-end latency of one network."""
+    return measure_archs([arch], protocol)[0]

@@ -1,0 +1,280 @@
+"""The profiler: enumerate the operator signatures a space (or one network) can reach,
+time them on this machine, and write a table, resumably.
+
+A table covers either a search space at an input size, or one network (an ARCH.json)
+plus its one-dimensional NetAdapt shrink grids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sys
+import time
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import torch
+
+from latency.measure import Protocol, Runner, measure_archs, prepare, time_interleaved
+from latency.missing import machine_id
+from latency.model import TableModel
+from latency.shrink import random_shrink, shrink_variants
+from latency.signature import Signature, build_op, signatures
+from latency.table import Calibration, LatencyTable, Row, format_header
+from search_spaces.arch import Arch
+from search_spaces.errors import UserError
+from search_spaces.factorized import SPACE_NAMES, FactorizedSpace, make_space
+from search_spaces.reference import resolve_arch
+from search_spaces.transforms import with_input
+
+# Keys that must agree for a table file to be resumed (or reused) for a build.
+IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "resolution", "stem_stride", "num_classes",
+                 "channel_step", "backend", "device", "threads")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a table is built for: a search space at an input size, or one network."""
+
+    label: str
+    space: FactorizedSpace | None = None
+    arch: Arch | None = None
+
+    @property
+    def se_gate(self) -> str:
+        return self.space.family.se.gate if self.space else self.arch.se.gate  # type: ignore[union-attr]
+
+    def meta(self, channel_step: int) -> dict[str, str]:
+        if self.space is not None:
+            sp = self.space
+            skeleton = sp.skeleton
+            preset = next((k for k, v in _presets().items() if v == skeleton), "custom")
+            return {"space": sp.name, "skeleton": preset, "resolution": str(sp.resolution),
+                    "stem_stride": str(sp.stem_stride), "num_classes": str(sp.num_classes),
+                    "se_gate": self.se_gate}
+        assert self.arch is not None
+        a = self.arch
+        return {"space": self.label, "arch_hash": a.hash(), "resolution": str(a.resolution),
+                "stem_stride": str(a.stem.stride), "num_classes": str(a.num_classes),
+                "channel_step": str(channel_step), "se_gate": self.se_gate}
+
+    def signatures(self, channel_step: int) -> list[Signature]:
+        """Every reachable signature, in a deterministic order."""
+        if self.space is not None:
+            return space_signatures(self.space)
+        assert self.arch is not None
+        seen = dict.fromkeys(signatures(self.arch))
+        for variant in shrink_variants(self.arch, channel_step):
+            seen.update(dict.fromkeys(signatures(variant)))
+        return list(seen)
+
+    def sample(self, n: int, rng: random.Random, channel_step: int) -> list[tuple[Arch, str]]:
+        """`n` networks, each with how it was made: half `sampled` from the space (for
+        one network: the network itself, once), half `shrunk` NetAdapt-style from them."""
+        if self.space is not None:
+            space = self.space
+            base = [space.decode(space.sample(rng)) for _ in range((n + 1) // 2)]
+        else:
+            assert self.arch is not None
+            base = [self.arch]
+        shrunk = [random_shrink(base[i % len(base)], rng, channel_step, rng.randint(1, 4))
+                  for i in range(n - len(base))]
+        return ([(a, "sampled") for a in base] + [(a, "shrunk") for a in shrunk])[:n]
+
+
+def _presets() -> dict:
+    from search_spaces.skeletons import PRESETS
+    return PRESETS
+
+
+def resolve_coverage(spec: str, resolution: int | None = None, stem_stride: int | None = None,
+                     num_classes: int | None = None, skeleton: str | None = None) -> Coverage:
+    """`mnasnet` / `mobilenetv3` (a space), or an Arch JSON path / reference net name."""
+    if spec in SPACE_NAMES:
+        if resolution is None:
+            raise UserError(f"--resolution is needed for the space '{spec}'")
+        space = make_space(spec, skeleton, resolution, stem_stride or 2, num_classes or 1000)
+        return Coverage(spec, space=space)
+    if skeleton:
+        raise UserError("--skeleton applies to a search space, not to an ARCH.json")
+    arch = with_input(resolve_arch(spec), resolution, num_classes, stem_stride)
+    return Coverage(str(spec), arch=arch)
+
+
+def space_signatures(space: FactorizedSpace) -> list[Signature]:
+    """Every signature reachable in `space`, found block by block with its own decoder.
+
+    A layer's signature depends only on its block's decisions and the width entering
+    the block (the previous block's width decision); spatial sizes are fixed by the
+    skeleton's strides. So for each block, vary its own decisions and the previous
+    block's width over all their options (the others stay at any value) and decode:
+    a few thousand decodes instead of the space's ~1e30 architectures. The deepest
+    layer count covers every shallower one, so `layers` stays at its maximum.
+    """
+    names = {d.name: d for d in space.decisions}
+    base = {d.name: d.options[0] for d in space.decisions}
+    for name, d in names.items():
+        if name.endswith("/layers"):
+            base[name] = max(d.options)
+    seen: dict[Signature, None] = {}
+    for i in range(len(space.skeleton.blocks)):
+        own = [d for d in space.decisions
+               if d.name.startswith(f"block{i}/") and not d.name.endswith("/layers")]
+        prev = names.get(f"block{i - 1}/width")
+        varied = own + ([prev] if prev else [])
+        for combo in product(*(d.options for d in varied)):
+            values = dict(base)
+            values.update((d.name, v) for d, v in zip(varied, combo))
+            seen.update(dict.fromkeys(signatures(space.decode(values))))
+    return list(seen)
+
+
+# ------------------------------------------------------------------ building
+
+class Progress:
+    """`done/total rows, elapsed, ETA` on stderr: in place on a terminal, else a line
+    every ~10 s."""
+
+    def __init__(self, total: int, done: int, stream: TextIO | None = None) -> None:
+        self.total, self.done, self.start_done = total, done, done
+        self.stream = stream or sys.stderr
+        self.start = self.last = time.monotonic()
+        self.tty = self.stream.isatty()
+
+    def update(self, n: int, what: str = "") -> None:
+        self.done += n
+        now = time.monotonic()
+        if not self.tty and now - self.last < 10 and self.done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        line = (f"[latency build] {self.done}/{self.total} rows "
+                f"({100 * self.done / max(self.total, 1):.1f}%), {_clock(elapsed)} elapsed, "
+                f"ETA {_clock(eta)}  {what}")
+        end = "\r" if self.tty and self.done < self.total else "\n"
+        print(line[:160].ljust(160) if self.tty else line, end=end, file=self.stream, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # nan
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def build_meta(coverage: Coverage, protocol: Protocol, channel_step: int) -> dict[str, str]:
+    meta = {"device": protocol.device, **machine_id(), "backend": protocol.backend,
+            "threads": str(protocol.threads), "batch": "1", "warmup": str(protocol.warmup),
+            "repeats": str(protocol.repeats), "percentile": f"{protocol.percentile:g}",
+            "torch": torch.__version__}
+    if protocol.backend == "onnxruntime":
+        import onnxruntime
+        meta["onnxruntime"] = onnxruntime.__version__
+    meta["python"] = sys.version.split()[0]
+    meta["date"] = dt.date.today().isoformat()
+    meta.update(coverage.meta(channel_step))
+    return meta
+
+
+def open_for_build(out: Path, meta: dict[str, str]) -> LatencyTable:
+    """The table at `out` to continue (rows already timed are kept), or a new one.
+
+    A killed build can leave half a line at the end: it is cut off before resuming.
+    """
+    if out.exists() and out.stat().st_size > 0:
+        text = out.read_text()
+        if not text.endswith("\n"):
+            cut = text.rfind("\n") + 1
+            with open(out, "r+") as f:
+                f.truncate(cut)
+        table = LatencyTable.load(out)
+        for key in IDENTITY_KEYS:
+            if table.meta.get(key, "") != meta.get(key, ""):
+                raise UserError(f"exists and was built with {key} '{table.meta.get(key, '')}', "
+                                f"this build has '{meta.get(key, '')}' (use another --out or "
+                                f"delete the file)", str(out))
+        return table
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(format_header(meta))
+    return LatencyTable(meta, (), out)
+
+
+def time_signatures(sigs: Sequence[Signature], protocol: Protocol, se_gate: str,
+                    table: LatencyTable, chunk: int = 24, seed: int = 0,
+                    progress: Progress | None = None) -> None:
+    """Time `sigs` in random groups of `chunk`, round-robin, appending as they finish.
+
+    A random group looks like a network to the caches (operators of all depths and
+    widths), which is what makes the sum of rows track whole networks.
+    """
+    todo = [s for s in sigs if s not in table]
+    random.Random(seed).shuffle(todo)
+    warm = True
+    for start in range(0, len(todo), chunk):
+        group = todo[start:start + chunk]
+        runners: list[Runner] = [prepare(build_op(s, se_gate), s.input_shape(), protocol)
+                                 for s in group]
+        if warm:
+            # A fresh process runs its first timings slow (allocator, clocks): spin ~1 s.
+            spin(runners, protocol, 1.0)
+            warm = False
+        timings = time_interleaved(runners, protocol)
+        rows = [Row(s, t.ms, t.std_ms, t.count) for s, t in zip(group, timings)]
+        table.append(rows)
+        if progress:
+            progress.update(len(rows), group[-1].describe())
+
+
+def spin(runners: Sequence[Runner], protocol: Protocol, seconds: float) -> None:
+    """Run `runners` untimed for about `seconds` (process warm-up)."""
+    spin_protocol = Protocol(protocol.backend, protocol.device, protocol.threads, 0, 1)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time_interleaved(runners, spin_protocol)
+
+
+def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protocol) -> Calibration:
+    """`measured = scale * sum_of_rows`, scale the median ratio over measured networks.
+
+    A ratio, not a least-squares line: on a noisy machine a slope and an offset fitted
+    on ten networks of similar size swing wildly (we saw 2.6x - 5.5 ms), while the
+    median ratio shrugs off a few disturbed measurements. The round-robin row timings
+    leave a whole-network bias that is close to a pure scale (BENCHMARKS.md).
+    """
+    import numpy as np
+
+    model = TableModel(table, policy="interpolate", calibrated=False)
+    raw = np.array([model.predict(a).raw_ms for a in archs])
+    measured = np.array([t.ms for t in measure_archs(archs, protocol)])
+    scale = float(np.median(measured / raw))
+    return Calibration(scale, 0.0, len(archs), tuple(a.hash() for a in archs))
+
+
+def build(coverage: Coverage, out: Path, protocol: Protocol, channel_step: int = 8,
+          calibrate: int = 10, chunk: int = 24, seed: int = 0,
+          stream: TextIO | None = None) -> LatencyTable:
+    """Build (or resume) the table at `out`, then fit a calibration on `calibrate`
+    measured networks (0: none). Returns the finished table."""
+    protocol.check()
+    if channel_step < 1:
+        raise UserError(f"--channel-step must be >= 1, got {channel_step}")
+    meta = build_meta(coverage, protocol, channel_step)
+    table = open_for_build(out, meta)
+    sigs = coverage.signatures(channel_step)
+    progress = Progress(len(sigs), sum(s in table for s in sigs), stream)
+    time_signatures(sigs, protocol, coverage.se_gate, table, chunk, seed, progress)
+    if calibrate and table.calibration is None:
+        # A seed apart from the checker's default, and the nets are recorded, so a
+        # check never scores the networks the calibration was fitted on.
+        rng = random.Random(1_000_003 + seed)
+        archs = [a for a, _ in coverage.sample(calibrate, rng, channel_step)]
+        table.set_calibration(fit_calibration(table, archs, protocol))
+        table.save()
+    return table
+

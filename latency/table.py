@@ -1,0 +1,330 @@
+"""The latency table file: leading `# key: value` metadata, then a CSV of operator rows.
+
+    # device: Pixel 4 big core
+    # backend: tflite
+    # threads: 1
+    # batch: 1
+    op,input_hw,in_ch,exp_ch,out_ch,kernel,stride,se_ch,act,skip,latency_ms,std_ms,count
+    stem,32,3,0,16,3,1,0,hswish,none,0.0391,0.0012,30
+
+Parsing is strict: every problem is a `UserError` naming the file and the line. The
+format is documented in docs/latency.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pandas as pd
+
+from latency.signature import KEY_COLUMNS, Signature, check_signature
+from search_spaces.errors import UserError
+
+FORMAT = "nas-latency-table 1"
+VALUE_COLUMNS = ("latency_ms", "std_ms", "count")
+COLUMNS = KEY_COLUMNS + VALUE_COLUMNS
+OPTIONAL_COLUMNS = ("file",)  # export-ops templates name each operator's ONNX file
+INT_COLUMNS = ("input_hw", "in_ch", "exp_ch", "out_ch", "kernel", "stride", "se_ch")
+INT_META = ("threads", "batch", "resolution", "stem_stride", "num_classes", "warmup",
+            "repeats", "calibration_networks")
+FLOAT_META = ("percentile", "calibration_scale", "calibration_offset_ms")
+_META_LINE = re.compile(r"^#\s*([A-Za-z_][\w.-]*)\s*:\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One operator's latency; `line` is where it was read (None if not from a file)."""
+
+    sig: Signature
+    latency_ms: float
+    std_ms: float | None = None
+    count: int | None = None
+    line: int | None = None
+    file: str | None = None
+
+    def cells(self, columns: Iterable[str] = COLUMNS) -> list[str]:
+        values = {**{k: str(v) for k, v in self.sig.as_dict().items()},
+                  "latency_ms": _num(self.latency_ms),
+                  "std_ms": "" if self.std_ms is None else _num(self.std_ms),
+                  "count": "" if self.count is None else str(self.count),
+                  "file": self.file or ""}
+        return [values[c] for c in columns]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whole-network correction `ms = scale * sum_of_rows + offset_ms`, fitted on
+    `networks` measured networks (their hashes in `nets`, so a check can skip them)."""
+
+    scale: float
+    offset_ms: float
+    networks: int
+    nets: tuple[str, ...] = ()
+
+    def apply(self, raw_ms: float) -> float:
+        return self.scale * raw_ms + self.offset_ms
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+class LatencyTable:
+    """Rows keyed by `Signature`, plus the file's metadata."""
+
+    def __init__(self, meta: dict[str, str] | None = None, rows: Iterable[Row] = (),
+                 path: Path | None = None, columns: Iterable[str] = COLUMNS) -> None:
+        self.meta: dict[str, str] = dict(meta or {})
+        self.columns = tuple(columns)  # the file's column order, kept when appending
+        self.rows: dict[Signature, Row] = {}
+        self.path = path
+        for row in rows:
+            self.add(row)
+
+    # ------------------------------------------------------------ access
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, sig: Signature) -> bool:
+        return sig in self.rows
+
+    def get(self, sig: Signature) -> Row | None:
+        return self.rows.get(sig)
+
+    def add(self, row: Row) -> None:
+        if row.sig in self.rows:
+            raise ValueError(f"duplicate signature {row.sig.describe()}")
+        self.rows[row.sig] = row
+
+    def meta_int(self, key: str) -> int | None:
+        value = self.meta.get(key, "")
+        return int(value) if value else None
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "<table>"
+
+    @property
+    def calibration(self) -> Calibration | None:
+        if not self.meta.get("calibration_scale"):
+            return None
+        nets = tuple(n for n in self.meta.get("calibration_nets", "").split(",") if n)
+        return Calibration(float(self.meta["calibration_scale"]),
+                           float(self.meta.get("calibration_offset_ms") or 0.0),
+                           int(self.meta.get("calibration_networks") or len(nets)), nets)
+
+    def set_calibration(self, cal: Calibration | None) -> None:
+        for key in ("calibration_scale", "calibration_offset_ms", "calibration_networks",
+                    "calibration_nets"):
+            self.meta.pop(key, None)
+        if cal is not None:
+            self.meta.update(calibration_scale=f"{cal.scale:.6g}",
+                             calibration_offset_ms=f"{cal.offset_ms:.6g}",
+                             calibration_networks=str(cal.networks),
+                             calibration_nets=",".join(cal.nets))
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a pandas frame with the table's columns."""
+        return pd.DataFrame([{**r.sig.as_dict(), "latency_ms": r.latency_ms,
+                              "std_ms": r.std_ms, "count": r.count} for r in self.rows.values()],
+                            columns=list(COLUMNS))
+
+    def nearest(self, sig: Signature, n: int = 3) -> list[Row]:
+        """The `n` rows most like `sig`: same op and shape first, then close widths."""
+        return sorted(self.rows.values(), key=lambda r: signature_distance(sig, r.sig))[:n]
+
+    # ------------------------------------------------------------ files
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise UserError(f"cannot read latency table: {err.strerror}", str(path)) from None
+        meta, columns, rows = parse(text, str(path))
+        return cls(meta, rows, path, columns)
+
+    def save(self, path: str | Path | None = None) -> None:
+        """Write the whole file atomically (metadata may have changed)."""
+        path = Path(path or self.path or "")
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            f.write(format_header(self.meta, self.columns))
+            writer = csv.writer(f, lineterminator="\n")
+            for row in self.rows.values():
+                writer.writerow(row.cells(self.columns))
+        os.replace(tmp, path)
+        self.path = path
+
+    def append(self, rows: Iterable[Row]) -> None:
+        """Add rows here and at the end of the file, flushed (a killed run keeps them)."""
+        rows = list(rows)
+        for row in rows:
+            self.add(row)
+        if self.path is not None:
+            append_rows(self.path, rows, self.columns)
+
+
+def format_header(meta: dict[str, str], columns: Iterable[str] = COLUMNS) -> str:
+    lines = [f"# format: {FORMAT}"]
+    lines += [f"# {k}: {v}" for k, v in meta.items() if k != "format"]
+    return "\n".join(lines) + "\n" + ",".join(columns) + "\n"
+
+
+def append_rows(path: Path, rows: Iterable[Row], columns: Iterable[str] = COLUMNS) -> None:
+    columns = tuple(columns)
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        for row in rows:
+            writer.writerow(row.cells(columns))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def signature_distance(a: Signature, b: Signature) -> float:
+    """Small for rows that differ only a little in channel counts."""
+    if a.op != b.op:
+        return 1e6
+    shape = sum(getattr(a, k) != getattr(b, k)
+                for k in ("input_hw", "kernel", "stride", "act", "skip"))
+    shape += (a.exp_ch > 0) != (b.exp_ch > 0)
+    shape += (a.se_ch > 0) != (b.se_ch > 0)
+    widths = sum(abs(math.log((getattr(a, k) + 1) / (getattr(b, k) + 1)))
+                 for k in ("in_ch", "exp_ch", "out_ch", "se_ch"))
+    return 100 * shape + widths
+
+
+# ------------------------------------------------------------------ parsing
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        yield number, line
+
+
+def parse(text: str, source: str) -> tuple[dict[str, str], list[str], list[Row]]:
+    """Parse a table file's text; errors name `source` and the line."""
+    meta: dict[str, str] = {}
+    header: list[str] | None = None
+    rows: list[Row] = []
+    seen: dict[Signature, int] = {}
+    for number, line in _lines(text):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            match = _META_LINE.match(stripped)
+            if match and header is not None:
+                raise UserError(f"line {number}: metadata ('# key: value') must come "
+                                f"before the header line", source)
+            if match:
+                key, value = match.group(1), match.group(2)
+                if key in meta:
+                    raise UserError(f"line {number}: metadata key '{key}' given twice", source)
+                problem = _meta_problem(key, value)
+                if problem:
+                    raise UserError(f"line {number}: {problem}", source)
+                meta[key] = value
+            continue  # a plain comment
+        cells = next(csv.reader(io.StringIO(line)))
+        if header is None:
+            header = _header(cells, number, source)
+            continue
+        row = _row(header, cells, number, source)
+        if row.sig in seen:
+            raise UserError(f"line {number}: duplicate signature {row.sig.describe()} "
+                            f"(first at line {seen[row.sig]})", source)
+        seen[row.sig] = number
+        rows.append(row)
+    if header is None:
+        raise UserError(f"no header line (expected the columns {','.join(COLUMNS)})", source)
+    return meta, header, rows
+
+
+def _meta_problem(key: str, value: str) -> str | None:
+    if key == "format" and value != FORMAT:
+        return f"format: unsupported '{value}' (this release reads '{FORMAT}')"
+    if key in INT_META and value:
+        if not re.fullmatch(r"\d+", value):
+            return f"{key}: expected an integer, got '{value}'"
+        if key == "batch" and int(value) != 1:
+            return f"batch: tables model batch 1 only, got {value}"
+    if key in FLOAT_META and value:
+        try:
+            float(value)
+        except ValueError:
+            return f"{key}: expected a number, got '{value}'"
+    return None
+
+
+def _header(cells: list[str], number: int, source: str) -> list[str]:
+    names = [c.strip() for c in cells]
+    for name in names:
+        if name not in COLUMNS and name not in OPTIONAL_COLUMNS:
+            hint = difflib.get_close_matches(name, COLUMNS, n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise UserError(f"line {number}: unknown column '{name}'{extra}", source)
+        if names.count(name) > 1:
+            raise UserError(f"line {number}: column '{name}' given twice", source)
+    for name in COLUMNS:
+        if name not in names:
+            raise UserError(f"line {number}: missing column '{name}'", source)
+    return names
+
+
+def _row(header: list[str], cells: list[str], number: int, source: str) -> Row:
+    if len(cells) != len(header):
+        raise UserError(f"line {number}: expected {len(header)} fields, got {len(cells)}",
+                        source)
+    values = {name: cell.strip() for name, cell in zip(header, cells)}
+
+    def fail(message: str) -> UserError:
+        return UserError(f"line {number}: {message}", source)
+
+    key: dict[str, int | str] = {}
+    for name in KEY_COLUMNS:
+        raw = values[name]
+        if name in INT_COLUMNS:
+            if not re.fullmatch(r"-?\d+", raw):
+                raise fail(f"{name}: expected an integer, got '{raw}'")
+            key[name] = int(raw)
+        else:
+            key[name] = raw
+    sig = Signature(**key)  # type: ignore[arg-type]
+    problem = check_signature(sig)
+    if problem:
+        raise fail(problem)
+    raw = values["latency_ms"]
+    if not raw:
+        raise fail("latency_ms: empty (time this operator and fill it in)")
+    latency = _float(raw)
+    if latency is None or latency < 0:
+        raise fail(f"latency_ms: expected a number >= 0, got '{raw}'")
+    std = None
+    if values["std_ms"]:
+        std = _float(values["std_ms"])
+        if std is None or std < 0:
+            raise fail(f"std_ms: expected a number >= 0 or nothing, got '{values['std_ms']}'")
+    count = None
+    if values["count"]:
+        if not re.fullmatch(r"\d+", values["count"]):
+            raise fail(f"count: expected an integer >= 0 or nothing, got '{values['count']}'")
+        count = int(values["count"])
+    return Row(sig, latency, std, count, number, values.get("file") or None)
+
+
+def _float(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

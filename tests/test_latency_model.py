@@ -1,0 +1,183 @@
+"""Latency models: the table sum, calibration, missing-row policies, kinds, config."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from latency.missing import interpolate, machine_id
+from latency.model import KINDS, FlopsModel, MeasureModel, TableModel, make_model
+from latency.shrink import set_expansion, set_group_width, residual_groups
+from latency.signature import Signature, signatures
+from latency.table import Calibration, LatencyTable, Row
+from latency_fixtures import fake_table, tiny_arch
+from nas.config import build_latency_model, load_config
+from search_spaces.counting import count
+from search_spaces.errors import UserError
+
+
+def test_uncalibrated_prediction_is_the_sum_of_rows() -> None:
+    arch = tiny_arch()
+    table = fake_table(arch)
+    est = TableModel(table).predict(arch)
+    rows = [table.get(s).latency_ms for s in signatures(arch)]
+    assert est.ms == sum(rows) and est.raw_ms == sum(rows)
+    assert est.source == "table" and est.interpolated == 0
+    assert len(rows) == 1 + len(arch.layers) + 4  # stem, layers, conv/pool/hidden/classifier
+
+
+def test_repeated_pieces_count_once_per_occurrence() -> None:
+    arch = tiny_arch()
+    arch = arch.replace(layers=arch.layers[:2] + (arch.layers[1],) + arch.layers[2:])
+    table = fake_table(arch)
+    twice = table.get(signatures(arch)[2]).latency_ms
+    single = TableModel(fake_table(tiny_arch())).predict(tiny_arch()).ms
+    assert TableModel(table).predict(arch).ms == pytest.approx(single + twice)
+
+
+def test_calibration_is_applied_unless_turned_off() -> None:
+    arch = tiny_arch()
+    table = fake_table(arch)
+    raw = TableModel(table).predict(arch).ms
+    table.set_calibration(Calibration(1.25, 0.5, 8))
+    assert TableModel(table).predict(arch).ms == pytest.approx(1.25 * raw + 0.5)
+    assert TableModel(table).predict(arch).raw_ms == raw
+    assert TableModel(table, calibrated=False).predict(arch).ms == raw
+
+
+def test_predict_takes_under_a_millisecond() -> None:
+    arch = tiny_arch()
+    model = TableModel(fake_table(arch))
+    model.predict(arch)
+    n = 500
+    start = time.perf_counter()
+    for _ in range(n):
+        model.predict(arch)
+    assert (time.perf_counter() - start) / n < 1e-3
+
+
+def test_policy_error_names_missing_signature_and_nearest_rows(tmp_path: Path) -> None:
+    arch = tiny_arch()
+    table = fake_table(arch)
+    table.save(tmp_path / "t.csv")
+    shrunk = set_expansion(arch, 0, 24)
+    with pytest.raises(UserError) as info:
+        TableModel.load(tmp_path / "t.csv").predict(shrunk)
+    text = str(info.value)
+    assert "no row for mbconv hw16 8>24>16 k3 s2 se8 relu skip=none" in text
+    assert "nearest rows present: line " in text and "mbconv hw16 8>32>16" in text
+    assert info.value.source == str(tmp_path / "t.csv")
+
+
+def test_policy_interpolate_is_linear_between_rows_of_the_same_shape() -> None:
+    arch = tiny_arch()  # layer 0 expands 8 -> 32 with an SE of 8
+    table = fake_table(arch)
+    sig_lo = signatures(set_expansion(arch, 0, 16))[1]
+    table.add(Row(sig_lo, 1.0))
+    hi = table.get(signatures(arch)[1])
+    mid = set_expansion(arch, 0, 24)
+    sig_mid = signatures(mid)[1]
+    # With the SE width fixed (8 for all three), MACs are linear in exp_ch, so 24 sits
+    # halfway between the rows for 16 and 32.
+    assert sig_mid.se_ch == sig_lo.se_ch == hi.sig.se_ch == 8
+    assert sig_mid not in table
+    assert interpolate(table, sig_mid) == pytest.approx((1.0 + hi.latency_ms) / 2)
+    est = TableModel(table, policy="interpolate").predict(mid)
+    assert est.source == "table_interpolated" and est.interpolated == 1
+    others = sum(table.get(s).latency_ms for s in signatures(mid) if s != sig_mid)
+    assert est.ms == pytest.approx(others + (1.0 + hi.latency_ms) / 2)
+
+
+def test_policy_interpolate_extrapolates_narrower_groups_and_fails_without_rows() -> None:
+    arch = tiny_arch()
+    table = fake_table(arch)
+    group = residual_groups(arch)[2]  # layers 0 and 1 share one width (a residual)
+    shrunk = set_group_width(arch, group, 8)
+    est = TableModel(table, policy="interpolate").predict(shrunk)
+    assert est.source == "table_interpolated" and est.interpolated >= 2
+    assert 0 < est.ms < TableModel(table).predict(arch).ms
+    odd = Signature("conv", 16, 8, 0, 8, 7, 1, 0, "relu", "none")
+    assert interpolate(table, odd) is None
+    with pytest.raises(UserError, match="no row for conv"):
+        TableModel(table, policy="interpolate").predict(
+            arch.replace(layers=(replace(arch.layers[0], kind="conv", exp_ch=None, expand=None,
+                                         kernel=7, se_ch=0),) + arch.layers[1:]))
+
+
+def test_policy_measure_times_missing_rows_and_appends_them(tmp_path: Path) -> None:
+    arch = tiny_arch(8)
+    meta = {**machine_id(), "backend": "torch", "threads": "1", "repeats": "3", "warmup": "1",
+            "se_gate": arch.se.gate}
+    table = fake_table(arch, meta)
+    table.save(tmp_path / "t.csv")
+    shrunk = set_expansion(arch, 0, 16)
+    model = TableModel.load(tmp_path / "t.csv", policy="measure")
+    est = model.predict(shrunk)
+    assert est.source == "table"
+    back = LatencyTable.load(tmp_path / "t.csv")
+    assert len(back) == len(table) + 1
+    new = back.get(signatures(shrunk)[1])
+    assert new is not None and new.latency_ms > 0 and new.count == 3
+
+
+def test_policy_measure_refuses_a_table_from_another_machine(tmp_path: Path) -> None:
+    arch = tiny_arch(8)
+    table = fake_table(arch, {"host": "phone", "cpu": "snapdragon"})
+    with pytest.raises(UserError, match="needs the machine the table was built on"):
+        TableModel(table, policy="measure").predict(set_expansion(arch, 0, 16))
+
+
+def test_se_gate_mismatch_is_an_error() -> None:
+    arch = tiny_arch()
+    table = fake_table(arch, {"se_gate": "sigmoid"})
+    with pytest.raises(UserError, match="timed with sigmoid SE gates"):
+        TableModel(table).predict(arch)
+
+
+def test_flops_and_measure_kinds() -> None:
+    arch = tiny_arch(8)
+    mmacs = count(arch)[1] / 1e6
+    est = FlopsModel(2.0, 0.5).predict(arch)
+    assert est.source == "flops" and est.ms == pytest.approx(2 * mmacs + 0.5)
+    measured = make_model("measure", repeats=3, warmup=1).predict(arch)
+    assert measured.source == "measured" and measured.ms > 0
+    assert set(KINDS) == {"table", "measure", "flops"}
+    assert isinstance(make_model("measure"), MeasureModel)
+    with pytest.raises(UserError, match="unknown latency model 'lut'"):
+        make_model("lut")
+
+
+def test_config_section_builds_the_model(tmp_path: Path) -> None:
+    arch = tiny_arch()
+    fake_table(arch).save(tmp_path / "dev.csv")
+    (tmp_path / "exp.yaml").write_text(
+        "latency:\n  kind: table\n  path: dev.csv\n  policy: interpolate\n")
+    cfg = load_config(tmp_path / "exp.yaml")
+    assert cfg.latency.path == tmp_path / "dev.csv"
+    model = build_latency_model(cfg)
+    assert isinstance(model, TableModel) and model.policy == "interpolate"
+    assert cfg.to_dict()["latency"]["path"] == str(tmp_path / "dev.csv")
+
+
+@pytest.mark.parametrize("body, message", [
+    ("latency:\n  kind: lut\n", "latency.kind: 'lut' is not one of table, measure, flops"),
+    ("latency:\n  kind: table\n", "latency.path: missing required key"),
+    ("latency:\n  policy: guess\n", "latency.policy: 'guess' is not one of"),
+    ("latency:\n  threads: 0\n", "latency.threads: must be > 0"),
+    ("latency:\n  treads: 2\n", "did you mean 'latency.threads'"),
+])
+def test_config_section_is_strict(tmp_path: Path, body: str, message: str) -> None:
+    (tmp_path / "exp.yaml").write_text(body)
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
+        load_config(tmp_path / "exp.yaml")
+
+
+def test_config_table_errors_name_the_table_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text("op,latency_ms\n")
+    (tmp_path / "exp.yaml").write_text("latency: {kind: table, path: bad.csv}\n")
+    with pytest.raises(UserError) as info:
+        build_latency_model(load_config(tmp_path / "exp.yaml"))
+    assert info.value.source == str(tmp_path / "bad.csv")
