@@ -95,7 +95,8 @@ def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
         "samples": len(archs),
         "table": table.source, "coverage": coverage.label,
         "resolution": archs[0].resolution, "backend": protocol.backend,
-        "device": protocol.device, "threads": protocol.threads, "policy": policy,
+        "device": protocol.device, "threads": protocol.threads,
+        "clock": protocol.effective_clock, "policy": policy,
         "within_10pct": primary["within_10pct"], "mape": primary["mape"],
         "spearman": primary["spearman"], "noise_within_10pct": noise,
         "calibrated_used": cal is not None,
@@ -119,6 +120,7 @@ def format_report(result: dict[str, Any]) -> str:
     """The human-readable form of `run_check`'s result."""
     lines = [f"table {result['table']}  ({result['coverage']}, {result['resolution']}px, "
              f"{result['backend']}/{result['device']}, {result['threads']} thread(s), "
+             f"{result['clock']} clock, "
              f"policy {result['policy']})",
              f"{result['samples']} networks, {result['interpolated_nets']} with interpolated "
              f"rows; measured {result['measured_ms_range'][0]:.3f}-"

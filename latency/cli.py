@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from latency.measure import BACKENDS, DEVICES, Protocol
+from latency.measure import BACKENDS, CLOCKS, DEVICES, Protocol
 from latency.missing import POLICIES
 from latency.model import TableModel
 from latency.profiler import Coverage, build, resolve_coverage
@@ -38,7 +38,7 @@ def _coverage(args: argparse.Namespace) -> Coverage:
 
 def _build(args: argparse.Namespace) -> None:
     protocol = Protocol(args.backend, args.device, args.threads, args.warmup, args.repeats,
-                        args.percentile)
+                        args.percentile, args.clock)
     out = Path(args.out)
     table = build(_coverage(args), out, protocol, args.channel_step, args.calibrate,
                   args.chunk, args.seed)
@@ -109,6 +109,8 @@ def add_latency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=Protocol.repeats, help="timed rounds")
     p.add_argument("--percentile", type=float, default=Protocol.percentile,
                    help="statistic over the timed rounds (default %(default)s)")
+    p.add_argument("--clock", choices=CLOCKS, default="auto",
+                   help="wall time, or the thread's CPU time (auto: thread on cpu with 1 thread)")
     p.add_argument("--calibrate", type=int, default=10,
                    help="networks measured end to end to fit the calibration (0: none)")
     p.add_argument("--chunk", type=int, default=24, help="operators timed round-robin together")

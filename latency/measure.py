@@ -2,7 +2,8 @@
 
 Protocol: eval mode, inference mode, batch 1, a fixed thread count (set, then
 restored), warm-up rounds, then `repeats` timed rounds; a low percentile of the
-samples is the latency and 1.4826 * MAD the spread.
+samples is the latency and 1.4826 * MAD the spread. On cpu with one thread the clock
+is the thread's CPU time, so time the OS gives to other processes is not counted.
 
 Why interleaved rounds: several things timed together (a table's operators, a set of
 networks) run round-robin, one call each per round, so a burst of machine noise hits
@@ -41,6 +42,7 @@ from search_spaces.errors import UserError
 
 BACKENDS = ("torch", "onnxruntime")
 DEVICES = ("cpu", "cuda")
+CLOCKS = ("auto", "wall", "thread")
 
 Runner = Callable[[], None]
 
@@ -57,6 +59,18 @@ class Protocol:
     # A low percentile rather than the median: noise on a shared machine only ever
     # adds time, so the lower part of the distribution is the reproducible part.
     percentile: float = 10.0
+    # `wall`: elapsed time. `thread`: the timing thread's CPU time, which leaves out
+    # time the OS gave to other processes (on a busy 2-core machine a 10 ms run is
+    # preempted most times, and whole networks then measured 30% over their parts);
+    # valid only on cpu with 1 thread, where torch and ONNX Runtime do all the work on
+    # the calling thread. `auto`: thread where valid, else wall.
+    clock: str = "auto"
+
+    @property
+    def effective_clock(self) -> str:
+        if self.clock != "auto":
+            return self.clock
+        return "thread" if self.device == "cpu" and self.threads == 1 else "wall"
 
     def check(self) -> None:
         """Raise `UserError` for impossible settings (the CLI and config call this)."""
@@ -76,6 +90,10 @@ class Protocol:
         if self.threads < 1 or self.repeats < 1 or self.warmup < 0:
             raise UserError(f"threads and repeats must be >= 1 and warmup >= 0, got "
                             f"{self.threads}, {self.repeats}, {self.warmup}")
+        if self.clock not in CLOCKS:
+            raise UserError(f"clock: unknown '{self.clock}' (choose from {', '.join(CLOCKS)})")
+        if self.clock == "thread" and (self.device != "cpu" or self.threads != 1):
+            raise UserError("clock: thread measures cpu work on 1 thread only")
         if not 0 <= self.percentile <= 100:
             raise UserError(f"percentile must be in [0, 100], got {self.percentile}")
 
@@ -226,7 +244,7 @@ def time_interleaved(runners: Sequence[Runner], protocol: Protocol, settle: int 
     in steady state (its own previous run warmed the caches, as in deployment).
     """
     samples: list[list[float]] = [[] for _ in runners]
-    clock = time.perf_counter_ns
+    clock = time.thread_time_ns if protocol.effective_clock == "thread" else time.perf_counter_ns
     with timing_session(protocol, timeout):
         for _ in range(protocol.warmup):
             for run in runners:

@@ -105,7 +105,8 @@ def table_protocol(table: LatencyTable) -> Protocol:
                     threads=table.meta_int("threads") or base.threads,
                     warmup=table.meta_int("warmup") or base.warmup,
                     repeats=table.meta_int("repeats") or base.repeats,
-                    percentile=float(m.get("percentile") or base.percentile))
+                    percentile=float(m.get("percentile") or base.percentile),
+                    clock=m.get("clock") or base.clock)
 
 
 def measure_missing(table: LatencyTable, missing: Sequence[Signature],

@@ -111,7 +111,7 @@ class MeasureModel(LatencyModel):
 
     @classmethod
     def from_options(cls, opts: dict[str, Any]) -> "MeasureModel":
-        keys = ("backend", "device", "threads", "warmup", "repeats", "percentile")
+        keys = ("backend", "device", "threads", "warmup", "repeats", "percentile", "clock")
         return cls(Protocol(**{k: opts[k] for k in keys if opts.get(k) is not None}))
 
     def predict(self, arch: Arch) -> LatencyEstimate:

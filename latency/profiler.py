@@ -11,7 +11,7 @@ import datetime as dt
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -32,7 +32,7 @@ from search_spaces.transforms import with_input
 
 # Keys that must agree for a table file to be resumed (or reused) for a build.
 IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "resolution", "stem_stride", "num_classes",
-                 "channel_step", "backend", "device", "threads")
+                 "channel_step", "backend", "device", "threads", "clock")
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,7 @@ def build_meta(coverage: Coverage, protocol: Protocol, channel_step: int) -> dic
     meta = {"device": protocol.device, **machine_id(), "backend": protocol.backend,
             "threads": str(protocol.threads), "batch": "1", "warmup": str(protocol.warmup),
             "repeats": str(protocol.repeats), "percentile": f"{protocol.percentile:g}",
+            "clock": protocol.effective_clock,
             "torch": torch.__version__}
     if protocol.backend == "onnxruntime":
         import onnxruntime
@@ -233,7 +234,7 @@ def time_signatures(sigs: Sequence[Signature], protocol: Protocol, se_gate: str,
 
 def spin(runners: Sequence[Runner], protocol: Protocol, seconds: float) -> None:
     """Run `runners` untimed for about `seconds` (process warm-up)."""
-    spin_protocol = Protocol(protocol.backend, protocol.device, protocol.threads, 0, 1)
+    spin_protocol = replace(protocol, warmup=0, repeats=1)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time_interleaved(runners, spin_protocol)

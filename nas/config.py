@@ -52,6 +52,8 @@ class LatencyConfig:
     warmup: int = field(default=5, metadata={"check": non_negative})
     repeats: int = field(default=30, metadata={"check": positive})
     percentile: float = field(default=10.0, metadata={"check": _percentile})
+    # thread: the timing thread's CPU time (cpu, 1 thread); auto picks it where valid.
+    clock: Literal["auto", "wall", "thread"] = "auto"
     ms_per_mmac: float = field(default=1.0, metadata={"check": positive})
     offset_ms: float = 0.0
 
