@@ -6,13 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from search_spaces.arch import Arch
 from search_spaces.counting import count_rows
 from search_spaces.errors import UserError
 from search_spaces.reference import reference_names, resolve_arch
 from search_spaces.transforms import with_input
+
+if TYPE_CHECKING:
+    from nas.config import ExperimentConfig
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -53,6 +56,69 @@ def _validate(args: argparse.Namespace) -> None:
           f"{len(space.decisions)} decisions, {space.size():.3e} distinct architectures")
 
 
+def _search(args: argparse.Namespace) -> None:
+    from nas.config import load_config
+
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = load_config(args.experiment, overrides)
+    if args.dry_run:
+        _dry_run(cfg)
+        return
+    from nas.pipeline import start
+
+    start(cfg)
+
+
+def _dry_run(cfg: "ExperimentConfig") -> None:
+    """Resolved config, space size, one sampled architecture with its latency."""
+    import random
+
+    import yaml
+
+    from nas.pipeline import prepare
+
+    prep = prepare(cfg)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    space = prep.space
+    print(f"# space {space.name}: {len(space.decisions)} decisions, "
+          f"{space.size():.3e} distinct architectures ({space.raw_size():.3e} decision vectors)")
+    print(f"# data: {prep.splits.summary()}")
+    arch = space.decode(space.sample(random.Random(cfg.seed)))
+    est = prep.latency.predict(arch)
+    params, macs = sum(r.params for r in count_rows(arch)), sum(r.macs for r in count_rows(arch))
+    print(f"# a sampled child: {len(arch.layers)} layers, {params:,} params, {macs:,} MACs, "
+          f"latency {est.ms:.3f} ms ({est.source})")
+
+
+def _resume(args: argparse.Namespace) -> None:
+    from nas.pipeline import resume
+
+    resume(args.run_dir)
+
+
+def _results(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from nas.rundir import RunDir
+
+    run = RunDir.open(args.run_dir)
+    path = run.path("search", "pareto.csv" if args.pareto else "trials.csv")
+    if not path.is_file():
+        raise UserError(f"no {path.name} yet (has the search started?)", str(run.root))
+    frame = pd.read_csv(path)
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        cols = ["trial_id", "status", "accuracy", "latency_ms", "reward", "params", "macs",
+                "wall_s"]
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(frame[cols].to_string(index=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Platform-aware NAS: MnasNet search + NetAdapt.")
@@ -70,6 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check an experiment YAML or an Arch JSON")
     p.add_argument("file")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("search", help="run an experiment: the search and its stages")
+    p.add_argument("experiment", help="experiment YAML")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. search.num_trials=10")
+    p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config, the space size and one sampled child")
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("resume", help="continue a run where it stopped (after a crash or kill)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_resume)
+
+    p = sub.add_parser("results", help="the trials of a run as a table, CSV or JSON")
+    p.add_argument("run_dir")
+    p.add_argument("--pareto", action="store_true", help="only the accuracy/latency front")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=_results)
 
     from latency.cli import add_latency_commands
     add_latency_commands(sub)

@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from nas.configload import apply_overrides, load_dataclass, non_negative, positive, read_yaml
+from nas.controller import ControllerConfig
+from nas.data import DataConfig
+from nas.raytune import RayConfig
+from nas.rewards import RewardConfig
+from nas.strategies import EvolutionConfig
+from nas.train import TrainConfig
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.skeletons import Skeleton
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class SearchConfig:
-    """`search:` what is searched (the space) and at which input size."""
+    """`search:` what is searched (the space), at which input size, by which strategy."""
 
     space: Literal["mnasnet", "mobilenetv3"] = "mnasnet"
     # A preset name (mobilenetv2, a1, mobilenetv3_large, mobilenetv3_small) or an
@@ -26,7 +32,11 @@ class SearchConfig:
     resolution: int = field(default=224, metadata={"check": positive})
     # 2 as in the papers at 224x224; 1 suits CIFAR-size inputs.
     stem_stride: Literal[1, 2] = 2
-    num_classes: int = field(default=1000, metadata={"check": positive})
+    strategy: Literal["rl", "random", "evolution"] = "rl"
+    # Children evaluated, failed and cached ones included (a budget of attempts).
+    num_trials: int = field(default=20, metadata={"check": positive})
+    executor: Literal["ray", "inline"] = "ray"
+    max_failed_trials: int = field(default=5, metadata={"check": non_negative})
 
 
 def _percentile(value: float) -> str | None:
@@ -66,17 +76,29 @@ class ExperimentConfig:
     output_dir: Path | None = None  # default: the YAML file's folder
     seed: int = 0
     search: SearchConfig = field(default_factory=SearchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     source: str = field(default="<config>", init=False, repr=False)  # the YAML path
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (what a run directory records)."""
-        data = asdict(self)
+        data = _plain(asdict(self))
         data.pop("source")
-        data["output_dir"] = str(self.output_dir)
-        if self.latency.path is not None:
-            data["latency"]["path"] = str(self.latency.path)
         return data
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings, recursively, so the config dumps as YAML and reloads."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -101,11 +123,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     return cfg
 
 
-def build_space(cfg: ExperimentConfig) -> FactorizedSpace:
-    """The search space the config describes."""
+def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace:
+    """The search space the config describes (`num_classes` comes from the data)."""
     s = cfg.search
     try:
-        return FactorizedSpace(s.space, s.skeleton, s.resolution, s.stem_stride, s.num_classes)
+        return FactorizedSpace(s.space, s.skeleton, s.resolution, s.stem_stride, num_classes)
     except UserError as err:
         raise UserError(err.message, cfg.source) from None
 

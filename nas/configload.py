@@ -159,7 +159,12 @@ class Loader:
             kwargs[name] = loaded
         if bad or any(k not in fields for k in value):
             return _BAD
-        return tp(**kwargs)
+        try:
+            return tp(**kwargs)
+        except UserError as err:  # a cross-field check in the dataclass itself
+            msg = err.message
+            self.errors.append(msg if msg.startswith(path) and path else _join(path, msg))
+            return _BAD
 
 
 def load_dataclass(tp: type, data: Any, source: str, base_dir: Path,

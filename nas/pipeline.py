@@ -1,0 +1,113 @@
+"""From a loaded config to a run directory: prepare everything, then run the stages.
+
+Everything a user can get wrong (config, data, latency table, reward) is checked
+before the run directory is created, so a bad input leaves no half-written run.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from latency.measure import compute_lock
+from latency.model import LatencyModel
+from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
+from nas.data import Splits, load_data
+from nas.raytune import run_ray
+from nas.rewards import Reward, make_reward
+from nas.rundir import RunDir
+from nas.search import SearchCore, TrialOutcome, run_inline
+from nas.strategies import make_strategy
+from nas.train import TrialError, train_and_evaluate
+from search_spaces.arch import Arch
+from search_spaces.factorized import FactorizedSpace
+
+
+@dataclass
+class Prepared:
+    """What the stages need, built once and validated before anything is written."""
+
+    cfg: ExperimentConfig
+    splits: Splits
+    space: FactorizedSpace
+    latency: LatencyModel
+    reward: Reward
+
+
+def prepare(cfg: ExperimentConfig) -> Prepared:
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+    space = build_space(cfg, num_classes=splits.num_classes)
+    latency = build_latency_model(cfg)
+    reward = make_reward(cfg.reward, cfg.source)
+    return Prepared(cfg, splits, space, latency, reward)
+
+
+def make_train_fn(prep: Prepared, log: Callable[[str], None] | None = None
+                  ) -> Callable[[Arch, int], TrialOutcome]:
+    """The trial function shared by the inline and Ray executors."""
+    splits, train_cfg = prep.splits, prep.cfg.train
+
+    def train_child(arch: Arch, seed: int) -> TrialOutcome:
+        try:
+            with compute_lock():  # no latency timing on this machine while we train
+                result = train_and_evaluate(arch, splits, train_cfg, seed, log)
+        except TrialError as err:
+            return TrialOutcome(None, str(err))
+        return TrialOutcome(result.accuracy, "", result.images_per_s)
+
+    return train_child
+
+
+def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> SearchCore:
+    """Run (or continue) the controller search in `run`."""
+    cfg = prep.cfg
+    strategy = make_strategy(cfg.search.strategy, prep.space, cfg.seed, cfg.controller,
+                             cfg.evolution)
+
+    def predict(arch: Arch) -> tuple[float, str]:
+        est = prep.latency.predict(arch)
+        return est.ms, est.source
+
+    core = SearchCore(prep.space, strategy, predict, prep.reward, run, cfg.search.num_trials,
+                      cfg.search.max_failed_trials, log)
+    replayed = core.replay()
+    if replayed:
+        log(f"resuming: {replayed} trials already in {core.trials.path}")
+    log(f"search: {cfg.search.strategy} over {prep.space.name} "
+        f"({prep.space.size():.2e} architectures), {cfg.search.num_trials} trials, "
+        f"{cfg.search.executor} executor; {prep.splits.summary()}")
+    train_fn = make_train_fn(prep)
+    if cfg.search.executor == "inline":
+        run_inline(core, train_fn, cfg.seed)
+    else:
+        run_ray(core, train_fn, cfg.seed, cfg.ray, run.path("ray"))
+    best = core.best()
+    if best is not None:
+        log(f"search done: best trial {best['trial_id']} reward {float(best['reward']):.4f} "
+            f"accuracy {float(best['accuracy']):.3f} latency {float(best['latency_ms']):.2f} ms "
+            f"-> {run.path('search', 'best.json')}")
+    return core
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def start(cfg: ExperimentConfig, log: Callable[[str], None] = _stderr) -> RunDir:
+    """Validate everything, create the run directory, run the stages."""
+    prep = prepare(cfg)
+    assert cfg.output_dir is not None and cfg.name is not None
+    run = RunDir.create(cfg.output_dir, cfg.name, cfg.to_dict())
+    log(f"run directory: {run.root}")
+    search_stage(prep, run, log)
+    return run
+
+
+def resume(run_dir: str | Path, log: Callable[[str], None] = _stderr) -> RunDir:
+    """Continue a run where it stopped, from its own resolved config."""
+    run = RunDir.open(run_dir)
+    cfg = load_config(run.config_path)
+    search_stage(prepare(cfg), run, log)
+    return run

@@ -1,0 +1,127 @@
+"""The run directory: `<output_dir>/<name>/<timestamp>/`, its files and the trial log.
+
+`search/trials.csv` is append-only and the truth for resume: one row per finished
+trial, flushed and fsynced as it is written. A row torn by a kill is dropped on read.
+Everything else in the directory is derived and rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from search_spaces.errors import UserError
+
+CONFIG_FILE = "config.yaml"
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write via a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """One run's folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def create(cls, output_dir: Path, name: str, config: dict[str, Any]) -> "RunDir":
+        """A new timestamped run folder with the resolved config written into it."""
+        base = output_dir / name
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        root = base / stamp
+        n = 1
+        while root.exists():  # two runs in the same second
+            n += 1
+            root = base / f"{stamp}-{n}"
+        root.mkdir(parents=True)
+        atomic_write(root / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        return cls(root)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "RunDir":
+        root = Path(root)
+        if not (root / CONFIG_FILE).is_file():
+            raise UserError(f"not a run directory (no {CONFIG_FILE})", str(root))
+        return cls(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+
+class TrialLog:
+    """An append-only CSV of dict rows with a fixed column order."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+
+    def read(self) -> list[dict[str, str]]:
+        """Every complete row; a torn last line (killed mid-write) is cut off the file."""
+        if not self.path.exists():
+            return []
+        raw = self.path.read_bytes()
+        keep = raw if raw.endswith(b"\n") else raw[: raw.rfind(b"\n") + 1]
+        if len(keep) != len(raw):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(len(keep))
+        rows = list(csv.DictReader(io.StringIO(keep.decode())))
+        if rows and list(rows[0]) != self.columns:
+            raise UserError(f"unexpected columns {list(rows[0])}", str(self.path))
+        return rows
+
+    def append(self, row: dict[str, Any]) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: cell(row.get(k)) for k in self.columns})
+        with open(self.path, "a") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def cell(value: Any) -> str:
+    """A value as the trial log stores it (floats exactly, lists as JSON)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: cell(row.get(k)) for k in columns})
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,243 @@
+"""The search stage: strategy proposes, space decodes, trainer + latency score, reward.
+
+`SearchCore` holds everything but execution; `run_inline` and `nas.raytune.run_ray`
+drive it. The trial log (`search/trials.csv`) is replayed on start, which makes a
+killed search resume exactly where it stopped (see `SearchCore.replay`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from nas.rewards import Reward
+from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
+from nas.strategies import Strategy
+from search_spaces.arch import Arch, arch_from_dict
+from search_spaces.counting import count
+from search_spaces.factorized import FactorizedSpace
+
+COLUMNS = ["trial_id", "asked", "decisions", "arch_hash", "params", "macs", "latency_ms",
+           "latency_source", "accuracy", "reward", "latency_factor", "status", "error",
+           "wall_s", "images_per_s"]
+
+
+class SearchFailed(Exception):
+    """Too many trials failed (past `search.max_failed_trials`)."""
+
+
+@dataclass
+class Trial:
+    """One child: its identity, architecture and latency, before training."""
+
+    trial_id: int
+    choices: list[int]
+    arch: Arch
+    latency_ms: float
+    latency_source: str
+    cached: dict[str, str] | None = None  # the earlier row of the same architecture
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class TrialOutcome:
+    """What training a child produced (or why it failed)."""
+
+    accuracy: float | None
+    error: str = ""
+    images_per_s: float | None = None
+
+
+class SearchCore:
+    """The search's state and bookkeeping; executors call `next_trial` and `finish`."""
+
+    def __init__(self, space: FactorizedSpace, strategy: Strategy,
+                 predict_latency: Callable[[Arch], tuple[float, str]], reward: Reward,
+                 run: RunDir, num_trials: int, max_failed: int,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.space = space
+        self.strategy = strategy
+        self.predict_latency = predict_latency
+        self.reward = reward
+        self.run = run
+        self.num_trials = num_trials
+        self.max_failed = max_failed
+        self.print = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.trials = TrialLog(run.path("search", "trials.csv"), COLUMNS)
+        self.rows: list[dict[str, str]] = []
+        self.asks = 0
+        self.requeue: list[tuple[int, list[int]]] = []
+        self.cache: dict[str, dict[str, str]] = {}
+        self.in_flight = 0
+        self.t0 = time.time()
+
+    # ------------------------------------------------------------ resume
+
+    def replay(self) -> int:
+        """Rebuild the strategy from the trial log; returns the rows replayed.
+
+        Each row records how many children had been asked when it was told (`asked`),
+        so the exact ask/tell interleaving, and with it the strategy's state, is
+        reproduced. Children asked but never told (in flight at a kill) are re-run
+        with the same ids and decisions.
+        """
+        asked: dict[int, list[int]] = {}
+        for row in self.trials.read():
+            while self.asks < int(row["asked"]):
+                asked[self.asks] = self.strategy.ask()
+                self.asks += 1
+            tid = int(row["trial_id"])
+            choices = asked.pop(tid, None)
+            if choices != json.loads(row["decisions"]):
+                raise RuntimeError(
+                    f"{self.trials.path}: trial {tid} does not replay (different seed or "
+                    "config?); resume needs the run's own config.yaml")
+            self._record(row, choices)
+        self.requeue = sorted(asked.items())
+        return len(self.rows)
+
+    # ------------------------------------------------------------ trials
+
+    @property
+    def done(self) -> int:
+        return len(self.rows)
+
+    def wants_more(self) -> bool:
+        return self.done + self.in_flight < self.num_trials
+
+    def next_trial(self) -> Trial:
+        if self.requeue:
+            tid, choices = self.requeue.pop(0)
+        else:
+            tid, choices = self.asks, self.strategy.ask()
+            self.asks += 1
+        arch = self.space.decode_indices(choices)
+        arch = arch.replace(name=f"trial_{tid}")
+        h = arch.hash()
+        self.in_flight += 1
+        if h in self.cache:
+            row = self.cache[h]
+            return Trial(tid, choices, arch, float(row["latency_ms"]), row["latency_source"],
+                         cached=row)
+        ms, source = self.predict_latency(arch)
+        return Trial(tid, choices, arch, ms, source)
+
+    def finish(self, trial: Trial, outcome: TrialOutcome) -> dict[str, str]:
+        """Score, log and learn from one finished child."""
+        self.in_flight -= 1
+        params, macs = count(trial.arch)
+        row: dict[str, Any] = {
+            "trial_id": trial.trial_id, "asked": self.asks,
+            "decisions": trial.choices, "arch_hash": trial.arch.hash(), "params": params,
+            "macs": macs, "latency_ms": trial.latency_ms, "latency_source": trial.latency_source,
+            "wall_s": round(time.time() - trial.started, 3),
+        }
+        acc = outcome.accuracy
+        if trial.cached is not None:
+            cached = trial.cached
+            row.update(accuracy=cached["accuracy"], reward=cached["reward"],
+                       latency_factor=cached["latency_factor"], status="cached",
+                       images_per_s=cached["images_per_s"])
+        elif acc is None or not math.isfinite(acc):
+            row.update(status="failed", error=outcome.error or "no accuracy")
+        else:
+            reward, factor = self.reward(acc, trial.latency_ms)
+            row.update(accuracy=acc, reward=reward, latency_factor=factor, status="ok",
+                       images_per_s=outcome.images_per_s)
+        self._write_arch(trial.arch)
+        self.trials.append(row)
+        text_row = {k: cell(row.get(k)) for k in COLUMNS}  # exactly what replay reads
+        self._record(text_row, trial.choices)
+        self._write_summaries()
+        self._progress(text_row)
+        failed = sum(r["status"] == "failed" for r in self.rows)
+        if failed > self.max_failed:
+            raise SearchFailed(f"{failed} trials failed (search.max_failed_trials is "
+                               f"{self.max_failed}); last error: {row.get('error')}")
+        return text_row
+
+    def _record(self, row: dict[str, str], choices: list[int]) -> None:
+        """Apply a logged row to the in-memory state (live or on replay)."""
+        self.rows.append(row)
+        ok = row["status"] in ("ok", "cached")
+        self.strategy.tell(choices, float(row["reward"]) if ok else None)
+        if row["status"] == "ok":
+            self.cache.setdefault(row["arch_hash"], row)
+
+    # ------------------------------------------------------------ outputs
+
+    def _write_arch(self, arch: Arch) -> None:
+        path = self.run.path("search", "archs", f"{arch.hash()}.json")
+        if not path.exists():
+            atomic_write(path, arch.replace(name=arch.hash()).to_json())
+
+    def best(self) -> dict[str, str] | None:
+        ok = [r for r in self.rows if r["status"] in ("ok", "cached")]
+        return max(ok, key=lambda r: float(r["reward"])) if ok else None
+
+    def _write_summaries(self) -> None:
+        best = self.best()
+        if best is not None:
+            arch = json.loads(self.run.path("search", "archs", f"{best['arch_hash']}.json")
+                              .read_text())
+            write_json(self.run.path("search", "best.json"), {
+                "trial_id": int(best["trial_id"]), "reward": float(best["reward"]),
+                "accuracy": float(best["accuracy"]), "latency_ms": float(best["latency_ms"]),
+                "params": int(best["params"]), "macs": int(best["macs"]), "arch": arch})
+        write_csv(self.run.path("search", "pareto.csv"), pareto_front(self.rows), COLUMNS)
+        state = getattr(self.strategy, "trainer", None)
+        if state is not None:
+            atomic_write(self.run.path("search", "controller.pt"), state.to_bytes())
+
+    def _progress(self, row: dict[str, str]) -> None:
+        best = self.best()
+        elapsed = time.time() - self.t0
+        eta = elapsed / max(self.done, 1) * (self.num_trials - self.done)
+        if row["status"] == "failed":
+            what = f"FAILED: {row['error']}"
+        else:
+            what = (f"acc {float(row['accuracy']):.3f} lat {float(row['latency_ms']):.2f} ms "
+                    f"reward {float(row['reward']):.4f}"
+                    + (" (cached)" if row["status"] == "cached" else ""))
+        best_text = (f" | best {float(best['reward']):.4f} (#{best['trial_id']})"
+                     if best else "")
+        self.print(f"[{self.done:>4}/{self.num_trials}] trial {row['trial_id']}: {what}"
+                   f"{best_text} | {float(row['wall_s']):.1f}s, ETA {eta / 60:.1f} min")
+
+
+def pareto_front(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows not dominated in (higher accuracy, lower latency), one per architecture."""
+    ok = {}
+    for r in rows:
+        if r["status"] == "ok":
+            ok.setdefault(r["arch_hash"], r)
+    ordered = sorted(ok.values(), key=lambda r: (float(r["latency_ms"]), -float(r["accuracy"])))
+    front, best_acc = [], -1.0
+    for r in ordered:
+        if float(r["accuracy"]) > best_acc:
+            front.append(r)
+            best_acc = float(r["accuracy"])
+    return front
+
+
+def load_best_arch(run: RunDir) -> Arch:
+    data = json.loads(run.path("search", "best.json").read_text())
+    return arch_from_dict(data["arch"], str(run.path("search", "best.json")))
+
+
+def trial_seed(seed: int, trial_id: int) -> int:
+    return seed * 1_000_003 + trial_id
+
+
+def run_inline(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], seed: int) -> None:
+    """Run trials one after another in this process (debugging, tests, small machines)."""
+    while core.wants_more():
+        trial = core.next_trial()
+        outcome = TrialOutcome(None) if trial.cached else train_fn(trial.arch,
+                                                                   trial_seed(seed, trial.trial_id))
+        core.finish(trial, outcome)
+
