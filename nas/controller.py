@@ -9,8 +9,9 @@ an exponential moving-average baseline.
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -90,6 +91,18 @@ class Controller(nn.Module):
         return lp, ent
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The controller's ops are tiny: with several intra-op threads on a busy machine
+    they run 10-50x slower (measured), so they run on one and the setting is restored."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class ControllerTrainer:
     """Samples from the controller and learns from rewards, `batch_size` at a time."""
 
@@ -106,7 +119,8 @@ class ControllerTrainer:
         self.updates = 0
 
     def sample(self) -> tuple[list[int], float]:
-        choices, log_prob, _ = self.controller.sample(self.generator)
+        with _one_thread():
+            choices, log_prob, _ = self.controller.sample(self.generator)
         return choices, log_prob
 
     def observe(self, choices: list[int], log_prob: float, reward: float) -> bool:
@@ -114,7 +128,8 @@ class ControllerTrainer:
         self.buffer.append((choices, log_prob, reward))
         if len(self.buffer) < self.cfg.batch_size:
             return False
-        self._update()
+        with _one_thread():
+            self._update()
         self.buffer = []
         return True
 
