@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=Protocol.repeats)
     p.add_argument("--warmup", type=int, default=Protocol.warmup)
-    p.add_argument("--calibrate", type=int, default=10)
+    p.add_argument("--calibrate", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/latency_bench")
     p.add_argument("--json", action="store_true", help="also print one JSON object")

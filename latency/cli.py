@@ -111,7 +111,7 @@ def add_latency_commands(sub: argparse._SubParsersAction) -> None:
                    help="statistic over the timed rounds (default %(default)s)")
     p.add_argument("--clock", choices=CLOCKS, default="auto",
                    help="wall time, or the thread's CPU time (auto: thread on cpu with 1 thread)")
-    p.add_argument("--calibrate", type=int, default=10,
+    p.add_argument("--calibrate", type=int, default=20,
                    help="networks measured end to end to fit the calibration (0: none)")
     p.add_argument("--chunk", type=int, default=24, help="operators timed round-robin together")
     p.add_argument("--seed", type=int, default=0)

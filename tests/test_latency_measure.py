@@ -32,6 +32,12 @@ def test_time_interleaved_restores_threads_and_counts_repeats() -> None:
     assert torch.get_num_threads() == before
 
 
+def test_auto_clock_is_thread_time_only_where_valid() -> None:
+    assert Protocol().effective_clock == "thread"
+    assert Protocol(threads=2).effective_clock == "wall"
+    assert Protocol(clock="wall").effective_clock == "wall"
+
+
 def test_onnxruntime_backend_measures_a_network() -> None:
     (t,) = measure_archs([tiny_arch(8)], Protocol(backend="onnxruntime", warmup=1, repeats=3))
     assert t.ms > 0 and t.count == 3
@@ -42,6 +48,8 @@ def test_onnxruntime_backend_measures_a_network() -> None:
     ({"device": "tpu"}, "device: unknown 'tpu'"),
     ({"threads": 0}, "threads and repeats must be >= 1"),
     ({"percentile": 120}, "percentile must be in"),
+    ({"clock": "tsc"}, "clock: unknown 'tsc'"),
+    ({"clock": "thread", "threads": 2}, "clock: thread measures cpu work on 1 thread only"),
 ])
 def test_protocol_rejects_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
