@@ -91,6 +91,12 @@ class Loader:
         return _BAD
 
     def _scalar(self, tp: type, value: Any, path: str) -> Any:
+        if tp is float and isinstance(value, str):
+            # PyYAML (YAML 1.1) reads `1e-3` (no dot) as a string; users mean a number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok = {
             bool: isinstance(value, bool),
             int: isinstance(value, int) and not isinstance(value, bool),

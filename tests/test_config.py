@@ -94,7 +94,6 @@ search:
   space: mobilenetv3
   resolution: 32
   stem_stride: 1
-  num_classes: 10
   skeleton:
     stem: 16
     head_conv: 96
@@ -103,7 +102,7 @@ search:
       - {width: 16, layers: 1, stride: 1, fixed: {op: dsconv}}
       - {width: 24, layers: 2, stride: 2}
 """))
-    space = build_space(cfg)
+    space = build_space(cfg, num_classes=10)
     assert len(space.decisions) == 6 + 7
     arch = space.decode({d.name: d.options[0] for d in space.decisions})
     assert arch.num_classes == 10 and arch.head.hidden_ch == 128
@@ -116,3 +115,10 @@ def test_missing_file(tmp_path):
 def test_shipped_experiments_are_valid(repo):
     for path in sorted((repo / "runs").glob("*.yaml")):
         build_space(load_config(path))
+
+
+def test_exponent_floats_without_a_dot(tmp_path):
+    """PyYAML reads `1e-3` as a string (YAML 1.1); the loader takes it as the number."""
+    cfg = load_config(write(tmp_path, "train: {lr: 1e-3}\n"), ["controller.lr=5e-4"])
+    assert cfg.train.lr == 0.001 and cfg.controller.lr == 0.0005
+    assert "expected a number, got 'fast'" in error_of(write(tmp_path, "train: {lr: fast}\n"))

@@ -1,0 +1,161 @@
+"""`nas search` / `resume` / `results` end to end on tiny synthetic data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas.cli import main
+
+NAS = str(Path(sys.executable).parent / "nas")
+
+TINY = """
+name: tiny
+seed: 3
+search:
+  space: mobilenetv3
+  skeleton: mobilenetv3_small
+  resolution: 16
+  stem_stride: 1
+  strategy: {strategy}
+  num_trials: {trials}
+  executor: {executor}
+  max_failed_trials: 2
+data:
+  kind: synthetic
+  synthetic: {{train_size: 300, test_size: 50, image_size: 16}}
+  val_subset: 60
+train:
+  steps: 2
+  batch_size: 16
+  threads: 1
+  bn_recalibration: 1
+latency:
+  kind: flops
+reward:
+  target_ms: 2.0
+controller:
+  batch_size: 2
+ray:
+  cpus_per_trial: 1
+  num_cpus: 2
+"""
+
+
+def write_exp(tmp_path: Path, trials=6, executor="inline", strategy="rl", extra="") -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(trials=trials, executor=executor, strategy=strategy) + extra)
+    return path
+
+
+def only_run(tmp_path: Path) -> Path:
+    runs = sorted((tmp_path / "tiny").iterdir())
+    assert len(runs) == 1
+    return runs[0]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["NAS_TIMING_LOCK"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / "nas-test-timing.lock")
+    return e
+
+
+def test_inline_search_and_results(tmp_path, capsys):
+    exp = write_exp(tmp_path, trials=4)
+    assert main(["search", str(exp)]) == 0
+    run = only_run(tmp_path)
+    for rel in ("config.yaml", "search/trials.csv", "search/best.json", "search/pareto.csv",
+                "search/controller.pt"):
+        assert (run / rel).is_file(), rel
+    frame = pd.read_csv(run / "search" / "trials.csv")
+    assert len(frame) == 4 and set(frame["status"]) <= {"ok", "cached"}
+    assert frame["accuracy"].between(0, 1).all()
+    capsys.readouterr()
+    assert main(["results", str(run), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4
+    assert main(["results", str(run), "--pareto"]) == 0
+    assert "latency_ms" in capsys.readouterr().out
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    exp = write_exp(tmp_path)
+    assert main(["search", str(exp), "--dry-run", "--set", "search.num_trials=9"]) == 0
+    out = capsys.readouterr().out
+    assert "num_trials: 9" in out and "distinct architectures" in out
+    assert "a sampled child" in out and "(flops)" in out
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_bad_input_leaves_no_run(tmp_path):
+    exp = write_exp(tmp_path, extra="reward:\n  target_ms: -1\n")
+    out = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True, env=env())
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "tiny").exists()
+    exp = write_exp(tmp_path)
+    out = subprocess.run([NAS, "search", str(exp), "--set", "data.kind=npz"],
+                         capture_output=True, text=True, env=env())
+    assert out.returncode == 2 and "data.path" in out.stderr
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_nan_trials_fail_and_the_search_goes_on(tmp_path):
+    exp = write_exp(tmp_path, trials=3, strategy="random")
+    out = subprocess.run([NAS, "search", str(exp), "--set", "train.lr=1e30",
+                          "--set", "search.max_failed_trials=5"],
+                         capture_output=True, text=True, env=env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(only_run(tmp_path) / "search" / "trials.csv")
+    assert len(frame) == 3 and (frame["status"] == "failed").all()
+    assert frame["error"].str.contains("nan|inf", case=False).all()
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    whole_dir, killed_dir = tmp_path / "whole", tmp_path / "killed"
+    whole_dir.mkdir()
+    killed_dir.mkdir()
+    trials = 8
+    subprocess.run([NAS, "search", str(write_exp(whole_dir, trials=trials))], check=True,
+                   capture_output=True, env=env(), timeout=600)
+    proc = subprocess.Popen([NAS, "search", str(write_exp(killed_dir, trials=trials))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    log = None
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once a few trials are logged
+        runs = list((killed_dir / "tiny").glob("*/search/trials.csv"))
+        if runs and runs[0].read_text().count("\n") >= 4:
+            log = runs[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert log is not None
+    done = pd.read_csv(log)
+    assert 3 <= len(done) < trials
+    out = subprocess.run([NAS, "resume", str(log.parent.parent)], capture_output=True,
+                         text=True, env=env(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming: {len(done)} trials" in out.stderr
+    keys = ["trial_id", "decisions", "arch_hash", "accuracy", "reward", "status"]
+    resumed = pd.read_csv(log)[keys]
+    whole = pd.read_csv(only_run(whole_dir) / "search" / "trials.csv")[keys]
+    assert resumed.equals(whole)
+
+
+@pytest.mark.slow
+def test_ray_executor(tmp_path):
+    exp = write_exp(tmp_path, trials=4, executor="ray", strategy="evolution")
+    out = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True,
+                         env=env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    frame = pd.read_csv(only_run(tmp_path) / "search" / "trials.csv")
+    assert sorted(frame["trial_id"]) == [0, 1, 2, 3]
+    assert set(frame["status"]) <= {"ok", "cached"}
+    assert out.stderr.count("] trial ") == 4
