@@ -50,9 +50,9 @@ class TrainConfig:
 
     epochs: float | None = field(default=None, metadata={"check": positive})
     steps: int | None = field(default=None, metadata={"check": positive})
-    batch_size: int = field(default=128, metadata={"check": positive})
+    batch_size: int = field(default=64, metadata={"check": positive})
     optimizer: Literal["sgd", "rmsprop"] = "sgd"
-    lr: float = field(default=0.1, metadata={"check": positive})
+    lr: float = field(default=0.4, metadata={"check": positive})
     momentum: float = field(default=0.9, metadata={"check": non_negative})
     nesterov: bool = True  # sgd only
     # RMSprop as in MnasNet (decay 0.9, momentum 0.9); torch adds eps outside the sqrt.
