@@ -196,6 +196,11 @@ def load_data(cfg: DataConfig, resolution: int, source: str) -> Splits:
         if cfg.test_fraction is not None:
             raise UserError("data.test_fraction: synthetic data generates its own test split "
                             "(data.synthetic.test_size)", source)
+    if cfg.download and cfg.kind != "cifar10":
+        raise UserError(f"data.download: only kind cifar10 downloads (kind is {cfg.kind})",
+                        source)
+    if cfg.test_path is not None and cfg.kind == "cifar10":
+        raise UserError("data.test_path: cifar10 uses its own test_batch", source)
     raw = _READERS[cfg.kind](cfg, resolution, source)
     own_test = raw.test_images is not None or cfg.kind == "synthetic"
     if own_test and cfg.test_fraction is not None:

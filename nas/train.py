@@ -275,7 +275,6 @@ def recalibrate_bn(model: nn.Module, data: ImageSet, num_batches: int, batch_siz
     model.train(was_training)
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 256,
              device: torch.device | str | None = None) -> float:
     """Top-1 accuracy (0..1) of `model` on `data`, in eval mode."""
@@ -285,13 +284,13 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 256,
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
     was_training = model.training
-    model.to(device).eval()
+    model.to(device).eval()  # outside inference mode: moved weights stay trainable
     correct = 0
-    for start in range(0, len(data), batch_size):
-        images = data.images[start:start + batch_size].to(device)
-        x = normalize(images, data.mean, data.std)
-        pred = model(x).argmax(1).cpu()
-        correct += int((pred == data.labels[start:start + batch_size]).sum())
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            images = data.images[start:start + batch_size].to(device)
+            pred = model(normalize(images, data.mean, data.std)).argmax(1).cpu()
+            correct += int((pred == data.labels[start:start + batch_size]).sum())
     model.train(was_training)
     return correct / len(data)
 

@@ -440,6 +440,10 @@ def test_synthetic_is_deterministic_and_balanced() -> None:
         load_data(DataConfig(path=Path("x.npz")), 32, "exp.yaml")
     with pytest.raises(UserError, match="data.test_fraction: synthetic data generates its own"):
         load_data(DataConfig(test_fraction=0.1), 32, "exp.yaml")
+    with pytest.raises(UserError, match="data.download: only kind cifar10 downloads"):
+        load_data(DataConfig(download=True), 32, "exp.yaml")
+    with pytest.raises(UserError, match="data.test_path: cifar10 uses its own test_batch"):
+        load_data(DataConfig(kind="cifar10", path=Path("c"), test_path=Path("t")), 32, "e")
 
 
 # ---------------------------------------------------------------- synthetic: architecture matters
