@@ -7,17 +7,17 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: install demo test clean
 
 # constraints.txt pins the CPU build of torch, so pip never pulls a CUDA build.
-$(STAMP): pyproject.toml constraints.txt
+# A new package (its __init__.py) changes what the editable install must expose.
+$(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,onnx]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,onnx,images]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/nas info mobilenet_v3_small
-	$(VENV)/bin/nas info mobilenet_v3_large --resolution 32 --classes 10 --stem-stride 1
-	$(VENV)/bin/nas validate runs/quickstart.yaml
+	$(VENV)/bin/nas search runs/quickstart.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -78,7 +78,7 @@ def child_speed(steps: int) -> list[dict]:
                                   val_subset=200), 32, "bench")
     rows = []
 
-    def trainable(config: dict) -> None:
+    def trainable(config: dict, splits) -> None:
         cfg = TrainConfig(steps=steps, batch_size=128, threads=config["threads"],
                           bn_recalibration=0)
         r = train_and_evaluate(arch, splits, cfg, 0)
@@ -92,7 +92,8 @@ def child_speed(steps: int) -> list[dict]:
         for threads in (None, cpus):  # None: what a Ray trial gives torch by itself
             with tempfile.TemporaryDirectory() as tmp:
                 tuner = tune.Tuner(
-                    tune.with_resources(trainable, {"cpu": cpus}),
+                    tune.with_resources(tune.with_parameters(trainable, splits=splits),
+                                        {"cpu": cpus}),
                     param_space={"threads": threads},
                     run_config=tune.RunConfig(storage_path=tmp, name="speed", verbose=0))
                 res = tuner.fit().get_best_result(metric="images_per_s", mode="max").metrics

@@ -69,6 +69,13 @@ def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
     """Score `table` on `samples` networks of `coverage`; a JSON-ready dict."""
     if samples < 2:
         raise UserError(f"--samples must be >= 2, got {samples}")
+    for key in ("backend", "device", "threads"):
+        if not table.meta.get(key):
+            # The check times networks here; a table from another device (a filled
+            # export-ops template) says nothing about this machine.
+            raise UserError(f"has no '{key}' metadata: the check measures on this machine "
+                            f"with the table's backend, device and threads, so it only "
+                            f"applies to tables built here", str(table.path))
     protocol = table_protocol(table)
     if repeats:
         protocol = replace(protocol, repeats=repeats)

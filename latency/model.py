@@ -76,6 +76,11 @@ class TableModel(LatencyModel):
                             f"{arch.se.gate}", self.table.source)
         rows = self.table.rows
         missing = [s for s in sigs if s not in rows and s not in self._interpolated]
+        built_for = self.table.meta.get("resolution", "")
+        if missing and missing[0] == sigs[0] and built_for not in ("", str(arch.resolution)):
+            # No stem row at this input size: the whole network is at the wrong size.
+            raise UserError(f"the table covers {built_for}x{built_for} inputs, the network "
+                            f"is {arch.resolution}x{arch.resolution}", self.table.source)
         if missing:
             self._fill(missing, sigs, arch.se.gate)
         total, n_interp = 0.0, 0

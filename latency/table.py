@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from latency.signature import KEY_COLUMNS, Signature, check_signature
-from search_spaces.errors import UserError
+from search_spaces.errors import UserError, read_user_text
 
 FORMAT = "nas-latency-table 1"
 VALUE_COLUMNS = ("latency_ms", "std_ms", "count")
@@ -147,10 +147,7 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise UserError(f"cannot read latency table: {err.strerror}", str(path)) from None
+        text = read_user_text(path, "latency table")
         meta, columns, rows = parse(text, str(path))
         return cls(meta, rows, path, columns)
 

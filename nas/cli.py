@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -48,12 +49,15 @@ def _validate(args: argparse.Namespace) -> None:
         arch: Arch = resolve_arch(path)
         print(f"{path}: valid Arch JSON ({len(arch.layers)} layers, hash {arch.hash()})")
         return
-    from nas.config import build_space, load_config
+    from nas.config import load_config
+    from nas.pipeline import prepare
 
     cfg = load_config(path)
-    space = build_space(cfg)
+    prep = prepare(cfg)  # everything a run checks first: data, latency table, reward
+    space = prep.space
     print(f"{path}: valid experiment '{cfg.name}': space {space.name}, "
-          f"{len(space.decisions)} decisions, {space.size():.3e} distinct architectures")
+          f"{len(space.decisions)} decisions, {space.size():.3e} distinct architectures; "
+          f"data {prep.splits.summary()}")
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -101,17 +105,22 @@ def _resume(args: argparse.Namespace) -> None:
 def _results(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from nas.rundir import RunDir
+    from nas.rundir import RunDir, TrialLog
+    from nas.search import COLUMNS
 
     run = RunDir.open(args.run_dir)
     path = run.path("search", "pareto.csv" if args.pareto else "trials.csv")
     if not path.is_file():
         raise UserError(f"no {path.name} yet (has the search started?)", str(run.root))
-    frame = pd.read_csv(path)
+    columns = TrialLog(path, COLUMNS).read()  # strict: a damaged log is an error
+    frame = pd.read_csv(path) if columns else pd.DataFrame(columns=COLUMNS)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":
-        print(frame.to_json(orient="records", indent=2))
+        records = frame.to_dict(orient="records")
+        for r in records:
+            r["decisions"] = json.loads(r["decisions"])
+        print(json.dumps(records, indent=2, default=str))
     else:
         cols = ["trial_id", "status", "accuracy", "latency_ms", "reward", "params", "macs",
                 "wall_s"]
@@ -171,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nas: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nas ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

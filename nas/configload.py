@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from search_spaces.errors import UserError
+from search_spaces.errors import UserError, read_user_text
 
 _BAD = object()  # marks a value that failed to load (its error is already recorded)
 
@@ -33,14 +33,26 @@ def non_negative(value: float) -> str | None:
     return None if value >= 0 else f"must be >= 0, got {value}"
 
 
+class _StrictSafeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (PyYAML keeps
+    the last one silently, so a copy-paste slip would go unnoticed)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path) -> Any:
     """`yaml.safe_load` of a file, with errors as one line naming file and line."""
+    text = read_user_text(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise UserError(f"cannot read: {err.strerror}", str(path)) from None
-    try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictSafeLoader)  # safe_load's loader, stricter
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

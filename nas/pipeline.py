@@ -22,6 +22,7 @@ from nas.search import SearchCore, TrialOutcome, run_inline
 from nas.strategies import make_strategy
 from nas.train import TrialError, train_and_evaluate
 from search_spaces.arch import Arch
+from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 
 
@@ -36,7 +37,20 @@ class Prepared:
     reward: Reward
 
 
+def _check_paths(cfg: ExperimentConfig) -> None:
+    """Missing input files, named by their config key (before any loading)."""
+    needed = {"latency.path": cfg.latency.path if cfg.latency.kind == "table" else None}
+    if cfg.data.kind != "synthetic" and not (cfg.data.kind == "cifar10" and cfg.data.download):
+        needed["data.path"] = cfg.data.path
+        needed["data.test_path"] = cfg.data.test_path
+    for key, path in needed.items():
+        if path is not None and not path.exists():
+            raise UserError(f"{key}: {path} does not exist", cfg.source)
+
+
 def prepare(cfg: ExperimentConfig) -> Prepared:
+    """Load and check every input; nothing is written."""
+    _check_paths(cfg)
     splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
     space = build_space(cfg, num_classes=splits.num_classes)
     latency = build_latency_model(cfg)

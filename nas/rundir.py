@@ -56,8 +56,12 @@ class RunDir:
     @classmethod
     def open(cls, root: str | Path) -> "RunDir":
         root = Path(root)
+        if root.name == CONFIG_FILE:
+            root = root.parent
         if not (root / CONFIG_FILE).is_file():
-            raise UserError(f"not a run directory (no {CONFIG_FILE})", str(root))
+            runs = sorted(p.parent for p in root.glob(f"*/{CONFIG_FILE}")) if root.is_dir() else []
+            hint = f"; the latest run in it: {runs[-1]}" if runs else ""
+            raise UserError(f"not a run directory (no {CONFIG_FILE}){hint}", str(root))
         return cls(root)
 
     @property
@@ -84,9 +88,19 @@ class TrialLog:
         if len(keep) != len(raw):
             with open(self.path, "r+b") as fh:
                 fh.truncate(len(keep))
-        rows = list(csv.DictReader(io.StringIO(keep.decode())))
-        if rows and list(rows[0]) != self.columns:
-            raise UserError(f"unexpected columns {list(rows[0])}", str(self.path))
+        reader = csv.reader(io.StringIO(keep.decode()))
+        header = next(reader, None)
+        if header is None:
+            return []
+        if header != self.columns:
+            raise UserError(f"line 1: unexpected columns {header}", str(self.path))
+        rows = []
+        for values in reader:
+            if len(values) != len(self.columns):
+                raise UserError(f"line {reader.line_num}: {len(values)} fields, expected "
+                                f"{len(self.columns)} (a damaged log: remove the line to "
+                                f"go on)", str(self.path))
+            rows.append(dict(zip(self.columns, values)))
         return rows
 
     def append(self, row: dict[str, Any]) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Callable
 from nas.rewards import Reward
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
 from nas.strategies import Strategy
-from search_spaces.arch import Arch, arch_from_dict
+from search_spaces.arch import Arch
+from search_spaces.errors import UserError
 from search_spaces.counting import count
 from search_spaces.factorized import FactorizedSpace
 
@@ -86,7 +87,12 @@ class SearchCore:
         with the same ids and decisions.
         """
         asked: dict[int, list[int]] = {}
-        for row in self.trials.read():
+        for line, row in enumerate(self.trials.read(), start=2):
+            try:
+                int(row["asked"]), int(row["trial_id"]), json.loads(row["decisions"])
+            except ValueError:
+                raise UserError(f"line {line}: unreadable trial_id, asked or decisions",
+                                str(self.trials.path)) from None
             while self.asks < int(row["asked"]):
                 asked[self.asks] = self.strategy.ask()
                 self.asks += 1
@@ -182,12 +188,14 @@ class SearchCore:
     def _write_summaries(self) -> None:
         best = self.best()
         if best is not None:
-            arch = json.loads(self.run.path("search", "archs", f"{best['arch_hash']}.json")
-                              .read_text())
-            write_json(self.run.path("search", "best.json"), {
-                "trial_id": int(best["trial_id"]), "reward": float(best["reward"]),
-                "accuracy": float(best["accuracy"]), "latency_ms": float(best["latency_ms"]),
-                "params": int(best["params"]), "macs": int(best["macs"]), "arch": arch})
+            # best.json is a plain Arch JSON, so it can be handed to any command.
+            arch = self.run.path("search", "archs", f"{best['arch_hash']}.json").read_text()
+            atomic_write(self.run.path("search", "best.json"), arch)
+            write_json(self.run.path("search", "best_metrics.json"), {
+                "trial_id": int(best["trial_id"]), "arch_hash": best["arch_hash"],
+                "reward": float(best["reward"]), "accuracy": float(best["accuracy"]),
+                "latency_ms": float(best["latency_ms"]), "params": int(best["params"]),
+                "macs": int(best["macs"])})
         write_csv(self.run.path("search", "pareto.csv"), pareto_front(self.rows), COLUMNS)
         state = getattr(self.strategy, "trainer", None)
         if state is not None:
@@ -222,11 +230,6 @@ def pareto_front(rows: list[dict[str, str]]) -> list[dict[str, str]]:
             front.append(r)
             best_acc = float(r["accuracy"])
     return front
-
-
-def load_best_arch(run: RunDir) -> Arch:
-    data = json.loads(run.path("search", "best.json").read_text())
-    return arch_from_dict(data["arch"], str(run.path("search", "best.json")))
 
 
 def trial_seed(seed: int, trial_id: int) -> int:

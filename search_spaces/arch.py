@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from search_spaces.errors import UserError
+from search_spaces.errors import UserError, read_user_text
 
 SCHEMA_VERSION = 1
 
@@ -351,6 +351,9 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
     for i, item in enumerate(top["layers"]):
         where = f"layers[{i}]"
         kind = item.get("kind") if isinstance(item, dict) else None
+        if isinstance(item, dict) and kind not in LAYER_KINDS:  # other fields depend on it
+            r.obj({"kind": kind}, where, {"kind": (str, _one_of(LAYER_KINDS))})
+            continue
         fields = dict(_LAYER_COMMON)
         fields["kernel"] = (int, _kernel(CONV_KERNELS if kind == "conv" else DEPTHWISE_KERNELS))
         if kind == "mbconv":
@@ -366,6 +369,9 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
             continue
         layers.append(layer)
     head_kind = top["head"].get("kind")
+    if head_kind not in HEAD_KINDS:  # which fields a head has depends on its kind
+        r.obj({"kind": head_kind}, "head", {"kind": (str, _one_of(HEAD_KINDS))})
+        _raise(errors, source)
     head_fields = {"kind": (str, _one_of(HEAD_KINDS)), "conv_ch": (int, _positive),
                    "act": (str, _one_of(ACTIVATIONS)), "dropout": (float, _fraction)}
     if head_kind == "v3":
@@ -417,10 +423,7 @@ def _raise(errors: list[str], source: str) -> None:
 def load_arch(path: str | Path) -> Arch:
     """Read an Arch JSON file strictly."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise UserError(f"cannot read: {err.strerror}", str(path)) from None
+    text = read_user_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

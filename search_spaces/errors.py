@@ -13,3 +13,23 @@ class UserError(Exception):
         self.message = message
         self.source = source
         super().__init__(f"{source}: {message}" if source else message)
+
+
+def read_user_text(path: "Path | str", what: str = "") -> str:
+    """A user's text file as str; unreadable or non-UTF-8 files are a `UserError`.
+
+    A UTF-8 byte-order mark (as spreadsheets write) is dropped.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    label = f"cannot read{' ' + what if what else ''}"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{label}: {err.strerror}", str(path)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise UserError(f"line {line}: not UTF-8 text (byte {err.start})", str(path)) from None

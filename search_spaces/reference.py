@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from search_spaces.arch import Arch, load_arch
@@ -19,8 +20,10 @@ def load_reference(name: str) -> Arch:
     """A reference net at 224x224 with 1000 classes, as published."""
     path = REFERENCE_DIR / f"{name}.json"
     if not path.is_file():
+        hint = difflib.get_close_matches(name, reference_names(), n=1)
+        extra = f"; did you mean '{hint[0]}'?" if hint else ""
         raise UserError(f"unknown reference net '{name}' "
-                        f"(choose from {', '.join(reference_names())})")
+                        f"(choose from {', '.join(reference_names())}{extra})")
     return load_arch(path)
 
 

@@ -108,3 +108,19 @@ def test_json_is_one_line_per_layer():
     text = load_reference("mnasnet_a1").to_json()
     assert json.loads(text) == load_reference("mnasnet_a1").to_dict()
     assert sum(1 for line in text.splitlines() if line.strip().startswith('{"kind"')) == 16
+
+
+def test_bad_kinds_are_named_first():
+    msg = error_of(broken(lambda d: d["layers"][1].update(kind="mbconv7")))
+    assert msg.startswith("net.json: layers[1].kind: unsupported value 'mbconv7'")
+    msg = error_of(broken(lambda d: d["head"].update(kind="v4")))
+    assert msg.startswith("net.json: head.kind: unsupported value 'v4'")
+
+
+def test_encoding(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + load_reference("mnasnet_a1").to_json().encode())
+    assert load_arch(path).name == "mnasnet_a1"  # a BOM, as spreadsheets and editors write
+    path.write_bytes(b'{"name": "\xff"}')
+    with pytest.raises(UserError, match="line 1: not UTF-8 text"):
+        load_arch(path)

@@ -79,3 +79,29 @@ def test_bad_arch_json_names_layer(tmp_path):
 def test_unknown_reference_name():
     out = run("info", "resnet50")
     assert out.returncode == 2 and "unknown reference net 'resnet50'" in out.stderr
+
+
+def test_validate_checks_what_a_run_checks(tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("latency: {kind: flops}\n")
+    out = run("validate", str(exp))
+    assert out.returncode == 2 and "reward.target_ms: missing" in out.stderr
+    exp.write_text("latency: {kind: flops}\nreward: {target_ms: 2}\n"
+                   "data: {kind: npz, path: nothere.npz}\n")
+    out = run("validate", str(exp))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"nas: error: {exp}: data.path: {tmp_path / 'nothere.npz'} does not exist"
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    out = subprocess.run(f"'{NAS[0]}' info mobilenet_v3_large | head -1", shell=True,
+                         capture_output=True, text=True, timeout=120)
+    assert "mobilenet_v3_large" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_results_on_an_experiment_folder_points_at_its_runs(tmp_path):
+    run_dir = tmp_path / "exp" / "20260101-000000"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: exp\n")
+    out = run("results", str(tmp_path / "exp"))
+    assert out.returncode == 2 and f"the latest run in it: {run_dir}" in out.stderr

@@ -122,3 +122,11 @@ def test_exponent_floats_without_a_dot(tmp_path):
     cfg = load_config(write(tmp_path, "train: {lr: 1e-3}\n"), ["controller.lr=5e-4"])
     assert cfg.train.lr == 0.001 and cfg.controller.lr == 0.0005
     assert "expected a number, got 'fast'" in error_of(write(tmp_path, "train: {lr: fast}\n"))
+
+
+def test_duplicate_keys_and_encoding(tmp_path):
+    assert "line 3: invalid YAML: duplicate key 'resolution'" in error_of(
+        write(tmp_path, "search:\n  resolution: 32\n  resolution: 64\n"))
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"name: caf\xe9\n")
+    assert "latin1.yaml: line 1: not UTF-8 text" in error_of(bad)

@@ -9,7 +9,9 @@ from nas.rewards import Reward
 from nas.rundir import RunDir, TrialLog
 from nas.search import COLUMNS, SearchCore, SearchFailed, TrialOutcome, run_inline
 from nas.strategies import EvolutionConfig, make_strategy
+from search_spaces.arch import load_arch
 from search_spaces.counting import count
+from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace, make_space
 from search_spaces.skeletons import BlockSpec, Skeleton
 
@@ -59,9 +61,10 @@ def test_inline_search_writes_the_run_directory(tmp_path, space):
         acc, lat = float(r["accuracy"]), float(r["latency_ms"])
         assert float(r["reward"]) == pytest.approx(REWARD(acc, lat)[0])
         assert (run.path("search", "archs", f"{r['arch_hash']}.json")).is_file()
-    best = json.loads(run.path("search", "best.json").read_text())
+    best = json.loads(run.path("search", "best_metrics.json").read_text())
     assert best["reward"] == max(float(r["reward"]) for r in rows)
-    assert best["arch"]["layers"]
+    arch = load_arch(run.path("search", "best.json"))  # a plain Arch: any stage takes it
+    assert arch.hash() == best["arch_hash"]
     assert run.path("search", "pareto.csv").is_file()
     assert run.path("search", "controller.pt").is_file()
     assert len(logs) == 7 and "best" in logs[-1] and "ETA" in logs[-1]
@@ -105,6 +108,15 @@ def test_children_in_flight_at_a_kill_are_rerun(tmp_path, space):
     assert rerun.trial_id == 2 and rerun.choices == trials[2].choices
     fresh = again.next_trial()
     assert fresh.trial_id == 3
+
+
+def test_a_damaged_log_is_a_user_error(tmp_path, space):
+    run = new_run(tmp_path)
+    run_inline(make_core(run, space, 2), fake_train, seed=0)
+    with open(run.path("search", "trials.csv"), "a") as fh:
+        fh.write("garbage,row\n")
+    with pytest.raises(UserError, match=r"trials.csv: line 4: 2 fields, expected"):
+        make_core(run, space, 5).replay()
 
 
 def test_a_torn_last_line_is_dropped(tmp_path, space):
