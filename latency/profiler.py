@@ -31,10 +31,11 @@ from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
 
 # Keys that must agree for a table file to be resumed (or reused) for a build.
-# A resumed build must time with the same protocol, or rows would mix statistics.
+# A resumed build must time with the same protocol, or rows would mix statistics
+# (the repeat count may differ: each row records its own `count`).
 IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "resolution", "stem_stride", "num_classes",
                  "channel_step", "backend", "device", "threads", "clock", "warmup",
-                 "repeats", "percentile")
+                 "percentile")
 
 
 @dataclass(frozen=True)

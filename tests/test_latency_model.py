@@ -181,3 +181,20 @@ def test_config_table_errors_name_the_table_file(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         build_latency_model(load_config(tmp_path / "exp.yaml"))
     assert info.value.source == str(tmp_path / "bad.csv")
+
+
+def test_a_network_at_another_resolution_is_named_as_such() -> None:
+    arch = tiny_arch(16)
+    table = fake_table(arch, {"resolution": "16"})
+    with pytest.raises(UserError, match="the table covers 16x16 inputs, the network is 32x32"):
+        TableModel(table, policy="interpolate").predict(tiny_arch(32))
+
+
+def test_check_refuses_a_table_from_another_device() -> None:
+    from latency.check import run_check
+    from latency.profiler import resolve_coverage
+
+    arch = tiny_arch()
+    table = fake_table(arch, {"backend": "", "device": "pixel4", "threads": "1"})
+    with pytest.raises(UserError, match="has no 'backend' metadata"):
+        run_check(table, resolve_coverage("mobilenetv3", 16, 1, 10), samples=2)

@@ -61,9 +61,7 @@ def only_run(tmp_path: Path) -> Path:
 
 
 def env() -> dict:
-    e = dict(os.environ)
-    e["NAS_TIMING_LOCK"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / "nas-test-timing.lock")
-    return e
+    return dict(os.environ)  # conftest gives the tests their own timing lock
 
 
 def test_inline_search_and_results(tmp_path, capsys):
