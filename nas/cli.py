@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from nas.search import SearchFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count_rows
 from search_spaces.errors import UserError
@@ -180,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nas: error: {err}", file=sys.stderr)
         return 2
+    except SearchFailed as err:  # the run is intact and resumable; not a crash
+        if args.debug:
+            raise
+        print(f"nas: search stopped: {err}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `nas ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -99,9 +99,8 @@ class SearchCore:
             tid = int(row["trial_id"])
             choices = asked.pop(tid, None)
             if choices != json.loads(row["decisions"]):
-                raise RuntimeError(
-                    f"{self.trials.path}: trial {tid} does not replay (different seed or "
-                    "config?); resume needs the run's own config.yaml")
+                raise UserError(f"trial {tid} does not replay (was the run's config.yaml "
+                                f"or seed changed?)", str(self.trials.path))
             self._record(row, choices)
         self.requeue = sorted(asked.items())
         return len(self.rows)

@@ -170,5 +170,5 @@ def test_too_many_failures_stop_the_search(tmp_path, space):
 def test_replay_refuses_a_different_seed(tmp_path, space):
     run = new_run(tmp_path)
     run_inline(make_core(run, space, 3), fake_train, seed=0)
-    with pytest.raises(RuntimeError, match="does not replay"):
+    with pytest.raises(UserError, match="does not replay"):
         make_core(run, space, 5, seed=1).replay()

@@ -157,3 +157,14 @@ def test_ray_executor(tmp_path):
     assert sorted(frame["trial_id"]) == [0, 1, 2, 3]
     assert set(frame["status"]) <= {"ok", "cached"}
     assert out.stderr.count("] trial ") == 4
+
+
+def test_too_many_failures_stop_with_one_line(tmp_path):
+    exp = write_exp(tmp_path, trials=3, strategy="random")
+    out = subprocess.run([NAS, "search", str(exp), "--set", "train.lr=1e30",
+                          "--set", "search.max_failed_trials=0"],
+                         capture_output=True, text=True, env=env(), timeout=300)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("nas: search stopped: 1 trials failed") and "Traceback" not in out.stderr
+    assert len(pd.read_csv(only_run(tmp_path) / "search" / "trials.csv")) == 1
