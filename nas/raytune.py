@@ -7,8 +7,8 @@ Ray Tune checkpoints its own state only periodically, so resume does not use
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -77,12 +77,12 @@ def make_searcher(core: SearchCore, seed: int) -> Any:
 
         def save(self, checkpoint_path: str) -> None:
             # The trial log is the truth; this snapshot only serves Tune's own restore.
-            with open(checkpoint_path, "wb") as fh:
-                pickle.dump({"asks": core.asks, "done": core.done}, fh)
+            with open(checkpoint_path, "w") as fh:
+                json.dump({"asks": core.asks, "done": core.done}, fh)
 
         def restore(self, checkpoint_path: str) -> None:
-            with open(checkpoint_path, "rb") as fh:
-                state = pickle.load(fh)
+            with open(checkpoint_path) as fh:
+                state = json.load(fh)
             if state["done"] != core.done:
                 raise RuntimeError("Tune restored a searcher out of step with the trial log")
 
