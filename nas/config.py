@@ -112,8 +112,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     overrides = overrides or []
     data = apply_overrides(data, overrides, str(path))
     cwd_keys = frozenset(item.partition("=")[0] for item in overrides)
-    cfg: ExperimentConfig = load_dataclass(ExperimentConfig, data, str(path),
-                                           path.resolve().parent, cwd_keys)
+    try:
+        cfg: ExperimentConfig = load_dataclass(ExperimentConfig, data, str(path),
+                                               path.resolve().parent, cwd_keys)
+    except UserError as err:
+        key = err.message.partition(":")[0]
+        if key in cwd_keys:  # the mistake is on the command line, not in the file
+            raise UserError(f"{err.message} (from --set {key}=...)", err.source) from None
+        raise
     cfg.source = str(path)
     cfg.name = cfg.name or path.stem
     cfg.output_dir = cfg.output_dir or path.resolve().parent

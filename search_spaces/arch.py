@@ -226,7 +226,7 @@ class _Reader:
     def obj(self, data: Any, path: str, fields: dict[str, tuple]) -> dict[str, Any] | None:
         """Check `data` is an object with exactly `fields` ({name: (type, check)})."""
         if not isinstance(data, dict):
-            self.errors.append(f"{path}: expected an object, got {_show(data)}")
+            self.errors.append(f"{path or '(top level)'}: expected an object, got {_show(data)}")
             return None
         out: dict[str, Any] = {}
         for key in data:

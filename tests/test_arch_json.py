@@ -124,3 +124,7 @@ def test_encoding(tmp_path):
     path.write_bytes(b'{"name": "\xff"}')
     with pytest.raises(UserError, match="line 1: not UTF-8 text"):
         load_arch(path)
+
+
+def test_top_level_must_be_an_object():
+    assert error_of([1, 2]) == "net.json: (top level): expected an object, got [1, 2]"

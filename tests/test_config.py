@@ -85,6 +85,7 @@ def test_override_errors(tmp_path):
     path = write(tmp_path, "seed: 1\n")
     assert "--set expects key.path=value" in error_of(path, ["seed"])
     assert "search.resolutoin: unknown key" in error_of(path, ["search.resolutoin=32"])
+    assert error_of(path, ["seed=x"]).endswith("(from --set seed=...)")
     assert "'seed' is not a section" in error_of(path, ["seed.x=1"])
 
 
