@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from nas.search import SearchFailed
 from search_spaces.arch import Arch
-from search_spaces.counting import count_rows
+from search_spaces.counting import count, count_rows
 from search_spaces.errors import UserError
 from search_spaces.reference import reference_names, resolve_arch
 from search_spaces.transforms import with_input
@@ -92,7 +92,7 @@ def _dry_run(cfg: "ExperimentConfig") -> None:
     print(f"# data: {prep.splits.summary()}")
     arch = space.decode(space.sample(random.Random(cfg.seed)))
     est = prep.latency.predict(arch)
-    params, macs = sum(r.params for r in count_rows(arch)), sum(r.macs for r in count_rows(arch))
+    params, macs = count(arch)
     print(f"# a sampled child: {len(arch.layers)} layers, {params:,} params, {macs:,} MACs, "
           f"latency {est.ms:.3f} ms ({est.source})")
 

@@ -144,6 +144,8 @@ def build_latency_model(cfg: ExperimentConfig) -> "LatencyModel":
 
     options = asdict(cfg.latency)
     kind = options.pop("kind")
+    if kind == "table" and cfg.latency.path is not None and not cfg.latency.path.exists():
+        raise UserError(f"latency.path: {cfg.latency.path} does not exist", cfg.source)
     try:
         return make_model(kind, **options)
     except UserError as err:

@@ -690,8 +690,8 @@ def make_synthetic(n: int, num_classes: int = 10, size: int = 32, noise: float =
     frequency and phase, foreground and background colours (the foreground carries a
     weak, 20% class tint) and pixel noise. Orientation alone is learnt within a few
     dozen steps by any child; telling the shapes apart through stripes and rotation
-    is where capacity shows, so short proxy runs rank children (docs/data.md has the
-    measurements). Deterministic in (seed, stream).
+    is meant to need capacity, but short proxy runs do not yet rank children reliably
+    by size (docs/data.md, "Open"). Deterministic in (seed, stream).
     """
     g = torch.Generator().manual_seed(seed * 1_000_003 + stream)
     labels = torch.randint(0, num_classes, (n,), generator=g)

@@ -89,16 +89,16 @@ class SearchCore:
         asked: dict[int, list[int]] = {}
         for line, row in enumerate(self.trials.read(), start=2):
             try:
-                int(row["asked"]), int(row["trial_id"]), json.loads(row["decisions"])
+                n_asked, tid = int(row["asked"]), int(row["trial_id"])
+                logged = json.loads(row["decisions"])
             except ValueError:
                 raise UserError(f"line {line}: unreadable trial_id, asked or decisions",
                                 str(self.trials.path)) from None
-            while self.asks < int(row["asked"]):
+            while self.asks < n_asked:
                 asked[self.asks] = self.strategy.ask()
                 self.asks += 1
-            tid = int(row["trial_id"])
             choices = asked.pop(tid, None)
-            if choices != json.loads(row["decisions"]):
+            if choices != logged:
                 raise UserError(f"trial {tid} does not replay (was the run's config.yaml "
                                 f"or seed changed?)", str(self.trials.path))
             self._record(row, choices)
