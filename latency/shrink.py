@@ -11,7 +11,7 @@ import random
 from dataclasses import replace
 from typing import Iterator
 
-from search_spaces.arch import Arch
+from search_spaces.arch import Arch, Layer
 
 STEM = -1  # the stem's output, as a width node next to the layers' outputs
 
@@ -47,9 +47,15 @@ def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
         if new.kind == "mbconv" and not new.expand:
             new = replace(new, exp_ch=new.in_ch)
         if new.se_ch and (new.in_ch, new.mid_ch) != (layer.in_ch, layer.mid_ch):
-            new = replace(new, se_ch=arch.se.squeeze(new.in_ch, new.mid_ch))
+            new = replace(new, se_ch=_squeeze(arch, new, layer.se_ch))
         layers.append(new)
     return arch.replace(stem=stem, layers=tuple(layers))
+
+
+def _squeeze(arch: Arch, layer: Layer, before: int) -> int:
+    """The SE width after a cut: the net's SE rule, never wider than before (a hand-
+    written Arch may hold narrower SE widths than its rule gives)."""
+    return min(arch.se.squeeze(layer.in_ch, layer.mid_ch), before)
 
 
 def expandable(arch: Arch) -> list[int]:
@@ -61,7 +67,7 @@ def set_expansion(arch: Arch, index: int, exp_ch: int) -> Arch:
     layer = arch.layers[index]
     new = replace(layer, exp_ch=exp_ch)
     if layer.se_ch:
-        new = replace(new, se_ch=arch.se.squeeze(new.in_ch, new.mid_ch))
+        new = replace(new, se_ch=_squeeze(arch, new, layer.se_ch))
     layers = list(arch.layers)
     layers[index] = new
     return arch.replace(layers=tuple(layers))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from nas.search import SearchFailed
+from netadapt.loop import NetAdaptFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
 from search_spaces.errors import UserError
@@ -73,6 +74,18 @@ def _search(args: argparse.Namespace) -> None:
         return
     from nas.pipeline import start
 
+    start(cfg)
+
+
+def _netadapt(args: argparse.Namespace) -> None:
+    from nas.config import load_config
+    from nas.pipeline import start
+
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    overrides.append("stages=[netadapt]")
+    cfg = load_config(args.experiment, overrides)
     start(cfg)
 
 
@@ -156,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved config, the space size and one sampled child")
     p.set_defaults(func=_search)
 
+    p = sub.add_parser("netadapt", help="shrink a network to a latency target (NetAdapt alone)")
+    p.add_argument("experiment", help="experiment YAML with a netadapt: section")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. netadapt.target_ratio=0.5")
+    p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    p.set_defaults(func=_netadapt)
+
     p = sub.add_parser("resume", help="continue a run where it stopped (after a crash or kill)")
     p.add_argument("run_dir")
     p.set_defaults(func=_resume)
@@ -181,10 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nas: error: {err}", file=sys.stderr)
         return 2
-    except SearchFailed as err:  # the run is intact and resumable; not a crash
+    except (SearchFailed, NetAdaptFailed) as err:  # the run is intact and resumable
         if args.debug:
             raise
-        print(f"nas: search stopped: {err}", file=sys.stderr)
+        stage = "search" if isinstance(err, SearchFailed) else "netadapt"
+        print(f"nas: {stage} stopped: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `nas ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -13,6 +13,7 @@ from nas.raytune import RayConfig
 from nas.rewards import RewardConfig
 from nas.strategies import EvolutionConfig
 from nas.train import TrainConfig
+from netadapt.config import NetAdaptConfig
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.skeletons import Skeleton
@@ -68,6 +69,29 @@ class LatencyConfig:
     offset_ms: float = 0.0
 
 
+STAGES = ("search", "netadapt")
+
+
+@dataclass
+class NetAdaptSection(NetAdaptConfig):
+    """`netadapt:` the algorithm's settings plus where it starts and how it trains.
+
+    `start`: a folder with `arch.json` (+ `weights.pt`), an Arch JSON file (`weights`
+    names its state dict), a run directory (its search's best), or a reference net by
+    name; absent, the run's own search stage's best. Without weights the start is
+    pre-trained for `pretrain_epochs` first.
+    """
+
+    start: str | None = None
+    weights: Path | None = None
+    pretrain_epochs: float = field(default=1.0, metadata={"check": positive})
+    # Fine-tunes (short- and long-term) start from trained weights: a tenth of
+    # train.lr when unset.
+    lr: float | None = field(default=None, metadata={"check": positive})
+    latency: LatencyConfig | None = None  # default: the experiment's `latency:`
+    measure: bool = False  # also time every proposal on this machine (history.csv)
+
+
 @dataclass
 class ExperimentConfig:
     """The whole experiment YAML."""
@@ -83,6 +107,9 @@ class ExperimentConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    netadapt: NetAdaptSection | None = None
+    # What `nas search` runs, in order; each stage reads what the one before wrote.
+    stages: list[Literal["search", "netadapt"]] = field(default_factory=lambda: ["search"])
     source: str = field(default="<config>", init=False, repr=False)  # the YAML path
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,9 +151,35 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     cfg.name = cfg.name or path.stem
     cfg.output_dir = cfg.output_dir or path.resolve().parent
     build_space(cfg)  # semantic checks of the space and skeleton
+    _check_stages(cfg, path)
+    if cfg.netadapt is not None and cfg.netadapt.start is not None:
+        cfg.netadapt.start = _resolve_start(cfg.netadapt.start, "netadapt.start" in cwd_keys,
+                                            path)
     if cfg.latency.kind == "table" and cfg.latency.path is None:
         raise UserError("latency.path: missing required key (latency.kind is table)", str(path))
     return cfg
+
+
+def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
+    order = [STAGES.index(s) for s in cfg.stages]
+    if not cfg.stages or order != sorted(set(order)):
+        raise UserError(f"stages: expected a non-empty subsequence of {list(STAGES)}, "
+                        f"got {cfg.stages}", str(path))
+    if "netadapt" in cfg.stages and cfg.netadapt is None:
+        raise UserError("netadapt: missing required section (stages include netadapt)",
+                        str(path))
+
+
+def _resolve_start(start: str, from_cwd: bool, path: Path) -> str:
+    """A reference net name stays a name; a path becomes absolute (relative to the
+    YAML's folder, or to the current directory when given with --set)."""
+    from search_spaces.reference import reference_names
+
+    if start in reference_names():
+        return start
+    p = Path(start).expanduser()
+    base = Path.cwd() if from_cwd else path.resolve().parent
+    return str(p if p.is_absolute() else (base / p).resolve())
 
 
 def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace:
@@ -138,17 +191,26 @@ def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace
         raise UserError(err.message, cfg.source) from None
 
 
-def build_latency_model(cfg: ExperimentConfig) -> "LatencyModel":
-    """The latency model the config's `latency:` section describes (loads a table)."""
+def build_latency_model(cfg: ExperimentConfig, section: str = "latency") -> "LatencyModel":
+    """The latency model that `latency:` (or `netadapt.latency:`, falling back to
+    `latency:`) describes; loads a table."""
     from latency.model import make_model
 
-    options = asdict(cfg.latency)
+    lat = cfg.latency
+    if section == "netadapt.latency" and cfg.netadapt is not None and cfg.netadapt.latency:
+        lat = cfg.netadapt.latency
+    else:
+        section = "latency"
+    options = asdict(lat)
     kind = options.pop("kind")
-    if kind == "table" and cfg.latency.path is not None and not cfg.latency.path.exists():
-        raise UserError(f"latency.path: {cfg.latency.path} does not exist", cfg.source)
+    if kind == "table" and lat.path is None:
+        raise UserError(f"{section}.path: missing required key ({section}.kind is table)",
+                        cfg.source)
+    if kind == "table" and lat.path is not None and not lat.path.exists():
+        raise UserError(f"{section}.path: {lat.path} does not exist", cfg.source)
     try:
         return make_model(kind, **options)
     except UserError as err:
         if err.source:  # a problem inside the table file names that file
             raise
-        raise UserError(f"latency.{err.message}", cfg.source) from None
+        raise UserError(f"{section}.{err.message}", cfg.source) from None

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dataclasses import asdict
+
 from latency.measure import compute_lock
-from latency.model import LatencyModel
+from latency.model import LatencyModel, make_model
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.data import Splits, load_data
 from nas.raytune import run_ray
 from nas.rewards import Reward, make_reward
 from nas.rundir import RunDir
+from nas.netadapt_stage import netadapt_stage, resolve_start
 from nas.search import SearchCore, TrialOutcome, run_inline
 from nas.strategies import make_strategy
 from nas.train import TrialError, train_and_evaluate
@@ -34,7 +37,10 @@ class Prepared:
     splits: Splits
     space: FactorizedSpace
     latency: LatencyModel
-    reward: Reward
+    reward: Reward | None  # the search's (None without a search stage)
+    netadapt_latency: LatencyModel | None = None
+    # NetAdapt's start when it does not come from this run's search.
+    netadapt_start: tuple[Arch, Path | None] | None = None
 
 
 def _check_data_paths(cfg: ExperimentConfig) -> None:
@@ -52,8 +58,14 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
     space = build_space(cfg, num_classes=splits.num_classes)
     latency = build_latency_model(cfg)
-    reward = make_reward(cfg.reward, cfg.source)
-    return Prepared(cfg, splits, space, latency, reward)
+    reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None
+    prep = Prepared(cfg, splits, space, latency, reward)
+    if "netadapt" in cfg.stages:
+        assert cfg.netadapt is not None
+        prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
+        if cfg.netadapt.start is not None or "search" not in cfg.stages:
+            prep.netadapt_start = resolve_start(cfg, splits.num_classes)
+    return prep
 
 
 def make_train_fn(prep: Prepared, log: Callable[[str], None] | None = None
@@ -82,6 +94,7 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
         est = prep.latency.predict(arch)
         return est.ms, est.source
 
+    assert prep.reward is not None
     core = SearchCore(prep.space, strategy, predict, prep.reward, run, cfg.search.num_trials,
                       cfg.search.max_failed_trials, log)
     replayed = core.replay()
@@ -93,7 +106,7 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
     train_fn = make_train_fn(prep)
     if cfg.search.executor == "inline":
         run_inline(core, train_fn, cfg.seed)
-    else:
+    elif core.done < cfg.search.num_trials:
         run_ray(core, train_fn, cfg.seed, cfg.ray, run.path("ray"))
     best = core.best()
     if best is not None:
@@ -101,6 +114,30 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
             f"accuracy {float(best['accuracy']):.3f} latency {float(best['latency_ms']):.2f} ms "
             f"-> {run.path('search', 'best.json')}")
     return core
+
+
+def run_netadapt(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
+    """Run (or continue) NetAdapt in `run`, from its start or this run's search best."""
+    cfg = prep.cfg
+    assert cfg.netadapt is not None and prep.netadapt_latency is not None
+    start = prep.netadapt_start or resolve_start(cfg, prep.splits.num_classes,
+                                                 run.path("search", "best.json"))
+    measure = None
+    if cfg.netadapt.measure:  # the measurement protocol, with the experiment's settings
+        options = asdict(cfg.latency)
+        options.pop("kind")
+        measure = make_model("measure", **options)
+    netadapt_stage(cfg, prep.splits, prep.netadapt_latency, start, run.path("netadapt"),
+                   run.path("ray"), log, measure)
+
+
+def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
+    """The config's stages in order; each resumes from what it already wrote."""
+    for stage in prep.cfg.stages:
+        if stage == "search":
+            search_stage(prep, run, log)
+        elif stage == "netadapt":
+            run_netadapt(prep, run, log)
 
 
 def _stderr(msg: str) -> None:
@@ -113,7 +150,7 @@ def start(cfg: ExperimentConfig, log: Callable[[str], None] = _stderr) -> RunDir
     assert cfg.output_dir is not None and cfg.name is not None
     run = RunDir.create(cfg.output_dir, cfg.name, cfg.to_dict())
     log(f"run directory: {run.root}")
-    search_stage(prep, run, log)
+    run_stages(prep, run, log)
     return run
 
 
@@ -121,5 +158,5 @@ def resume(run_dir: str | Path, log: Callable[[str], None] = _stderr) -> RunDir:
     """Continue a run where it stopped, from its own resolved config."""
     run = RunDir.open(run_dir)
     cfg = load_config(run.config_path)
-    search_stage(prepare(cfg), run, log)
+    run_stages(prepare(cfg), run, log)
     return run

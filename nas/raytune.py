@@ -11,10 +11,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from nas.configload import positive
 from nas.search import SearchCore, SearchFailed, Trial, TrialOutcome, trial_seed
+from netadapt.jobs import Job, JobResult, OnResult, Step, run_guarded
 from search_spaces.arch import Arch, arch_from_dict
 
 
@@ -105,13 +106,7 @@ def run_ray(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], see
     import ray
 
     tune, _ = _import_tune()
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
-                                  "log_to_driver": False}
-        if cfg.address:
-            ray.init(address=cfg.address, **kwargs)
-        else:
-            ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
+    _init_ray(cfg)
     total_cpus = ray.cluster_resources().get("CPU", 1)
     concurrent = cfg.max_concurrent_trials or max(1, int(total_cpus // cfg.cpus_per_trial))
 
@@ -128,3 +123,54 @@ def run_ray(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], see
     tuner.fit()
     if searcher.error is not None:
         raise searcher.error
+
+
+def _init_ray(cfg: RayConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
+                              "log_to_driver": False}
+    if cfg.address:
+        ray.init(address=cfg.address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
+
+
+def _run_job(config: dict, jobs: Sequence[Job], step: Step) -> None:
+    tune, _ = _import_tune()
+    result = run_guarded(step, jobs[config["index"]])
+    tune.report({"accuracy": result.accuracy, "error": result.error, "wall_s": result.wall_s})
+
+
+def run_jobs_ray(jobs: Sequence[Job], on_result: OnResult, step: Step, cfg: RayConfig,
+                 storage: Path) -> None:
+    """NetAdapt's jobs as Ray Tune trials, side by side; `on_result` as each ends."""
+    import ray
+
+    tune, _ = _import_tune()
+    _init_ray(cfg)
+    total_cpus = ray.cluster_resources().get("CPU", 1)
+    concurrent = cfg.max_concurrent_trials or max(1, int(total_cpus // cfg.cpus_per_trial))
+
+    class Collect(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            r = trial.last_result
+            job = jobs[trial.config["index"]]
+            on_result(job, JobResult(r.get("accuracy"), r.get("error", ""), r.get("wall_s", 0.0)))
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            on_result(jobs[trial.config["index"]],
+                      JobResult(None, "the Ray trial crashed (see its log in ray/)"))
+
+    name = "netadapt_" + jobs[0].name.split("/")[0] if jobs else "netadapt"
+    trainable = tune.with_parameters(_run_job, jobs=list(jobs), step=step)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
+        param_space={"index": tune.grid_search(list(range(len(jobs))))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(storage.resolve()), name=name, verbose=0,
+                                  callbacks=[Collect()]),
+    )
+    tuner.fit()

@@ -175,7 +175,7 @@ def _stream(data: ImageSet, batch: int, g: torch.Generator
             yield data.images[idx], data.labels[idx]
 
 
-class _Threads:
+class Threads:
     """Set torch's intra-op threads for a block and restore them after."""
 
     def __init__(self, n: int) -> None:
@@ -208,7 +208,7 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
     model.to(device).train()
     opt = _optimizer(model, cfg)
     loss_window: list[float] = []
-    with _Threads(wanted_threads(cfg)) as threads, \
+    with Threads(wanted_threads(cfg)) as threads, \
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed_for(seed, "dropout"))  # dropout draws from the global RNG
         start = time.perf_counter()
@@ -307,7 +307,7 @@ def train_and_evaluate(arch: Arch, splits: Splits, cfg: TrainConfig, seed: int,
     """Build `arch` from `seed`, train it on `splits.train`, score it on `splits.val`."""
     start = time.perf_counter()
     model = build_seeded(arch, seed)
-    with _Threads(wanted_threads(cfg)):
+    with Threads(wanted_threads(cfg)):
         stats = train(model, splits.train, cfg, seed, log)
         accuracy = evaluate(model, splits.val, cfg.eval_batch_size)
     return TrainResult(accuracy=accuracy, steps=stats.steps, images_per_s=stats.images_per_s,

@@ -1,0 +1,67 @@
+"""`netadapt:` the algorithm's settings (the experiment YAML section's core)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from search_spaces.errors import UserError
+
+PROPOSAL_KINDS = ("expansion", "bottleneck")
+
+
+def _open_unit(value: float) -> str | None:
+    return None if 0 < value < 1 else f"must be in (0, 1), got {value}"
+
+
+def _at_least_one(value: float) -> str | None:
+    return None if value >= 1 else f"must be >= 1, got {value}"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+@dataclass
+class NetAdaptConfig:
+    """How NetAdapt shrinks a network (Yang et al. 2018; MobileNetV3 sec. 4.2).
+
+    Exactly one of `target_ms` (absolute) and `target_ratio` (of the starting latency
+    L0). Each iteration cuts at least `delta_ratio * L0`.
+    """
+
+    target_ms: float | None = field(default=None, metadata={"check": _positive})
+    target_ratio: float | None = field(default=None, metadata={"check": _open_unit})
+    # MobileNetV3 sec. 4.2.2: delta = 0.01 |L|.
+    delta_ratio: float = field(default=0.01, metadata={"check": _open_unit})
+    # T: the paper fine-tunes each proposal 10000 steps; CPUs want far fewer.
+    short_term_steps: int = field(default=100, metadata={"check": _at_least_one})
+    proposals: list[Literal["expansion", "bottleneck"]] = field(
+        default_factory=lambda: list(PROPOSAL_KINDS))
+    # acc_per_latency: MobileNetV3's dAcc / |dLatency|; max_acc: NetAdapt's original.
+    metric: Literal["acc_per_latency", "max_acc"] = "acc_per_latency"
+    channel_step: int = field(default=8, metadata={"check": _at_least_one})
+    min_channels: int = field(default=8, metadata={"check": _at_least_one})
+    # The long-term fine-tune of the final network (0: none).
+    long_term_epochs: float = field(default=1.0, metadata={"check": _not_negative})
+    max_iterations: int = field(default=100, metadata={"check": _at_least_one})
+
+    def __post_init__(self) -> None:
+        if (self.target_ms is None) == (self.target_ratio is None):
+            raise UserError("netadapt: set exactly one of target_ms and target_ratio")
+        if not self.proposals:
+            raise UserError("netadapt.proposals: choose at least one of "
+                            f"{', '.join(PROPOSAL_KINDS)}")
+        if len(set(self.proposals)) != len(self.proposals):
+            raise UserError(f"netadapt.proposals: listed twice in {self.proposals}")
+
+    def target(self, start_ms: float) -> float:
+        """The latency to reach, in ms, given the starting latency."""
+        if self.target_ms is not None:
+            return self.target_ms
+        assert self.target_ratio is not None
+        return self.target_ratio * start_ms
