@@ -89,6 +89,78 @@ def _netadapt(args: argparse.Namespace) -> None:
     start(cfg)
 
 
+def _evaluation_data(spec: str, resolution: int):
+    """Splits from `spec`: an experiment YAML or run directory (its `data:`), `synthetic`,
+    an .npz file, a CIFAR-10 batches folder, or an image folder."""
+    from nas.config import load_config
+    from nas.data import DataConfig, load_data
+    from nas.rundir import RunDir
+
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or (path / "config.yaml").is_file():
+        cfg_path = path if path.suffix in (".yaml", ".yml") else RunDir.open(path).config_path
+        data = load_config(cfg_path).data
+        source = str(cfg_path)
+    elif spec == "synthetic":
+        data, source = DataConfig(kind="synthetic"), "--data"
+    else:
+        if not path.exists():
+            raise UserError(f"--data: {spec} does not exist")
+        cifar = path.is_dir() and (any(path.glob("data_batch_*")) or
+                                   (path / "cifar-10-batches-py").is_dir())
+        kind = "npz" if path.suffix == ".npz" else "cifar10" if cifar else "imagefolder"
+        data, source = DataConfig(kind=kind, path=path.resolve()), str(path)
+    return load_data(data, resolution, source)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from nas.export import load_model
+    from nas.train import evaluate
+
+    arch = resolve_arch(args.arch)
+    splits = _evaluation_data(args.data, arch.resolution)
+    if splits.num_classes != arch.num_classes:
+        raise UserError(f"the network has {arch.num_classes} classes, the data "
+                        f"{splits.num_classes}", args.data)
+    data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
+    if data is None:
+        raise UserError(f"--split {args.split}: the data has no such split", args.data)
+    model = load_model(arch, Path(args.weights))
+    top1 = evaluate(model, data)
+    params, macs = count(arch)
+    result = {"top1": top1, "split": args.split, "images": len(data), "params": params,
+              "macs": macs, "arch": str(args.arch), "weights": str(args.weights)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{args.split} top-1 {top1:.4f} on {len(data)} images ({params:,} params, "
+              f"{macs / 1e6:.1f}M MACs)")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from nas.export import export
+    from nas.rundir import RunDir
+
+    source = Path(args.source)
+    weights: Path | None = Path(args.weights) if args.weights else None
+    if source.is_dir():
+        folder = RunDir.open(source).path("final") if (source / "config.yaml").is_file() \
+            else source
+        if not (folder / "arch.json").is_file():
+            raise UserError("no arch.json here (has the final_train stage run?)", str(folder))
+        arch = resolve_arch(folder / "arch.json")
+        if weights is None and (folder / "weights.pt").is_file():
+            weights = folder / "weights.pt"
+    else:
+        arch = resolve_arch(args.source)
+    if weights is None and args.format != "json":
+        print("nas export: no weights: exporting freshly initialised weights",
+              file=sys.stderr)
+    diff = export(arch, weights, args.format, Path(args.output))
+    check = "" if diff is None else f" (max |torch - exported| {diff:.1e})"
+    print(f"{args.output}: {args.format}{check}")
+
+
 def _dry_run(cfg: "ExperimentConfig") -> None:
     """Resolved config, space size, one sampled architecture with its latency."""
     import random
@@ -175,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key (repeatable), e.g. netadapt.target_ratio=0.5")
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     p.set_defaults(func=_netadapt)
+
+    p = sub.add_parser("evaluate", help="top-1 of a trained network on a data split")
+    p.add_argument("arch", help="Arch JSON file or reference net")
+    p.add_argument("weights", help="state dict (.pt)")
+    p.add_argument("--data", required=True,
+                   help="experiment YAML or run directory (its data:), synthetic, an .npz, "
+                        "a CIFAR-10 folder or an image folder")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="write a network as Arch JSON, ONNX or a torch.export program")
+    p.add_argument("source", help="run directory (its final/), a folder with arch.json "
+                                  "(+ weights.pt), an Arch JSON file or a reference net")
+    p.add_argument("--format", choices=("json", "onnx", "pt2"), required=True)
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("--weights", help="state dict (default: weights.pt beside arch.json)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("resume", help="continue a run where it stopped (after a crash or kill)")
     p.add_argument("run_dir")

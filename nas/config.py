@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from nas.configload import apply_overrides, load_dataclass, non_negative, positive, read_yaml
 from nas.controller import ControllerConfig
 from nas.data import DataConfig
+from nas.final import ExportConfig, FinalConfig
 from nas.raytune import RayConfig
 from nas.rewards import RewardConfig
 from nas.strategies import EvolutionConfig
@@ -69,7 +70,7 @@ class LatencyConfig:
     offset_ms: float = 0.0
 
 
-STAGES = ("search", "netadapt")
+STAGES = ("search", "netadapt", "final_train", "export")
 
 
 @dataclass
@@ -108,8 +109,11 @@ class ExperimentConfig:
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     netadapt: NetAdaptSection | None = None
+    final: FinalConfig = field(default_factory=FinalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     # What `nas search` runs, in order; each stage reads what the one before wrote.
-    stages: list[Literal["search", "netadapt"]] = field(default_factory=lambda: ["search"])
+    stages: list[Literal["search", "netadapt", "final_train", "export"]] = field(
+        default_factory=lambda: ["search"])
     source: str = field(default="<config>", init=False, repr=False)  # the YAML path
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +169,12 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if not cfg.stages or order != sorted(set(order)):
         raise UserError(f"stages: expected a non-empty subsequence of {list(STAGES)}, "
                         f"got {cfg.stages}", str(path))
+    if "final_train" in cfg.stages and not {"search", "netadapt"} & set(cfg.stages):
+        raise UserError("stages: final_train trains what search or netadapt found; list "
+                        "one of them before it", str(path))
+    if "export" in cfg.stages and "final_train" not in cfg.stages:
+        raise UserError("stages: export writes the final_train stage's network; list "
+                        "final_train before it", str(path))
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))

@@ -20,6 +20,7 @@ from nas.data import Splits, load_data
 from nas.raytune import run_ray
 from nas.rewards import Reward, make_reward
 from nas.rundir import RunDir
+from nas.final import export_stage, final_train
 from nas.netadapt_stage import netadapt_stage, resolve_start
 from nas.search import SearchCore, TrialOutcome, run_inline
 from nas.strategies import make_strategy
@@ -138,6 +139,11 @@ def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
             search_stage(prep, run, log)
         elif stage == "netadapt":
             run_netadapt(prep, run, log)
+        elif stage == "final_train":
+            final_train(prep.cfg.train, prep.cfg.final, prep.splits, prep.latency, run,
+                        prep.cfg.seed, log)
+        elif stage == "export":
+            export_stage(prep.cfg.export, run, log)
 
 
 def _stderr(msg: str) -> None:

@@ -1,0 +1,137 @@
+"""Export a trained network: Arch JSON, a weights_only state dict, ONNX, torch.export.
+
+Every export is checked where a check is possible: the ONNX file is run with ONNX
+Runtime and compared with torch, the `pt2` program is reloaded and compared too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from search_spaces.arch import Arch
+from search_spaces.builder import build_model
+from search_spaces.errors import UserError
+from search_spaces.files import atomic_write
+
+FORMATS = ("json", "onnx", "pt2")
+TOLERANCE = 1e-4  # max |torch - exported| on the check input
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a deployed model needs before its first layer."""
+
+    resolution: int
+    mean: tuple[float, ...]  # per channel, on pixel values scaled to 0..1
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "input": {"layout": "NCHW", "channels": "RGB", "dtype": "float32",
+                      "height": self.resolution, "width": self.resolution},
+            "transform": "x = (pixels / 255 - mean) / std, per channel",
+            "mean": list(self.mean), "std": list(self.std),
+            "classes": list(self.classes),
+        }, indent=2) + "\n"
+
+
+def load_model(arch: Arch, weights: Path | None) -> nn.Module:
+    """`arch` built and loaded from `weights` (a state dict), in eval mode."""
+    model = build_model(arch)
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (RuntimeError, OSError, EOFError, ValueError, AttributeError) as err:
+            raise UserError(f"cannot load these weights for the network "
+                            f"({str(err).splitlines()[0][:160]})", str(weights)) from None
+    return model.eval()
+
+
+def _example(arch: Arch) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(1, arch.in_ch, arch.resolution, arch.resolution, generator=g)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's chatter (torchvision-less op registry, deprecations) is not the
+    user's business; errors still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(model: nn.Module, arch: Arch, path: Path) -> float:
+    """Write `path` (ONNX, dynamic batch) and return max |torch - onnxruntime|."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("ONNX export needs the onnx extra: pip install "
+                        "'platform-aware-nas[onnx]'") from None
+    x = _example(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with _quiet():
+        torch.onnx.export(model, (x,), str(tmp), input_names=["image"],
+                          output_names=["logits"], dynamic_shapes={"x": {0: batch}},
+                          dynamo=True, external_data=False, verbose=False)
+    tmp.replace(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x2 = torch.cat([x, -x])  # a batch of two checks the dynamic batch axis too
+    got = session.run(None, {"image": x2.numpy()})[0]
+    with torch.inference_mode():
+        want = model(x2).numpy()
+    return float(abs(got - want).max())
+
+
+def export_pt2(model: nn.Module, arch: Arch, path: Path) -> float:
+    """Write a `torch.export` program (the road to ExecuTorch) and return max |diff|
+    between the reloaded program and the eager model."""
+    x = _example(arch)
+    with _quiet():
+        program = torch.export.export(model, (x,))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")  # torch wants the .pt2 suffix
+    torch.export.save(program, str(tmp))
+    tmp.replace(path)
+    loaded = torch.export.load(str(path)).module()
+    with torch.inference_mode():
+        return float((loaded(x) - model(x)).abs().max())
+
+
+def export(arch: Arch, weights: Path | None, fmt: str, path: Path) -> float | None:
+    """Export in `fmt` to `path`; the check's max difference (None for json)."""
+    if fmt == "json":
+        atomic_write(path, arch.to_json())
+        return None
+    model = load_model(arch, weights)
+    diff = export_onnx(model, arch, path) if fmt == "onnx" else export_pt2(model, arch, path)
+    if diff > TOLERANCE:
+        raise RuntimeError(f"{path}: the exported model differs from torch by {diff:.2e} "
+                           f"(> {TOLERANCE})")
+    return diff
+
+
+def export_all(arch: Arch, weights: Path, folder: Path, formats: Sequence[str]
+               ) -> dict[str, float | None]:
+    """`model.onnx` / `model.pt2` beside `arch.json` + `weights.pt` in `folder`."""
+    names = {"onnx": "model.onnx", "pt2": "model.pt2", "json": "arch.json"}
+    return {fmt: export(arch, weights, fmt, folder / names[fmt]) for fmt in formats}

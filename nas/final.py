@@ -1,0 +1,119 @@
+"""The final stages: train the chosen network, score it once on the test split, export.
+
+The network comes from the stage before: NetAdapt's `netadapt/final/` when NetAdapt
+ran, else the search's `best.json`. MobileNetV3 trains its final model from scratch
+(`final.init: scratch`); `final.init: netadapt` continues from NetAdapt's weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal
+
+from latency.measure import compute_lock
+from latency.model import LatencyModel
+from nas.configload import positive
+from nas.data import Splits
+from nas.export import Preprocessing, export_all
+from nas.rundir import RunDir, write_json
+from nas.train import Threads, TrainConfig, build_seeded, evaluate, train, wanted_threads
+from netadapt.loop import load_weights, save_weights
+from search_spaces.arch import Arch, load_arch
+from search_spaces.counting import count
+from search_spaces.errors import UserError
+from search_spaces.files import atomic_write
+
+
+@dataclass
+class FinalConfig:
+    """`final:` how the final network is trained (the rest comes from `train:`)."""
+
+    init: Literal["scratch", "netadapt"] = "scratch"
+    epochs: float | None = field(default=None, metadata={"check": positive})
+    steps: int | None = field(default=None, metadata={"check": positive})
+    lr: float | None = field(default=None, metadata={"check": positive})  # None: train.lr
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.steps is not None:
+            raise UserError("final: set epochs or steps, not both")
+
+
+@dataclass
+class ExportConfig:
+    """`export:` the formats written beside `final/arch.json` + `weights.pt`."""
+
+    formats: list[Literal["onnx", "pt2"]] = field(default_factory=lambda: ["onnx"])
+
+
+def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:
+    """The network the final stage trains: NetAdapt's result, else the search's best."""
+    netadapt = run.path("netadapt", "final")
+    if (netadapt / "metrics.json").is_file():
+        return load_arch(netadapt / "arch.json"), netadapt / "weights.pt", "netadapt"
+    best = run.path("search", "best.json")
+    if best.is_file():
+        return load_arch(best), None, "search"
+    raise UserError("final_train: no network to train (neither netadapt/final nor "
+                    "search/best.json exists)", str(run.root))
+
+
+def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, latency: LatencyModel,
+                run: RunDir, seed: int, log: Callable[[str], None]) -> dict:
+    """Train and score the final network into `final/`; skipped when already done."""
+    folder = run.path("final")
+    metrics_path = folder / "metrics.json"
+    if metrics_path.is_file():
+        log(f"final_train: already done ({metrics_path})")
+        return json.loads(metrics_path.read_text())
+    arch, weights, source = final_source(run)
+    if final.init == "netadapt" and weights is None:
+        raise UserError("final.init: netadapt needs NetAdapt's weights (netadapt/final), "
+                        "but the network comes from the search", str(run.config_path))
+    cfg = replace(cfg_train, lr=final.lr or cfg_train.lr,
+                  epochs=final.epochs if final.epochs or final.steps else cfg_train.epochs,
+                  steps=final.steps if final.epochs or final.steps else cfg_train.steps)
+    start = time.perf_counter()
+    model = build_seeded(arch, seed)
+    if final.init == "netadapt":
+        assert weights is not None
+        model.load_state_dict(load_weights(weights))
+    what = "from scratch" if final.init == "scratch" else "from NetAdapt's weights"
+    log(f"final_train: {len(arch.layers)}-layer network from {source}, trained {what}")
+    with compute_lock(), Threads(wanted_threads(cfg)):
+        stats = train(model, splits.train, cfg, seed, log)
+        val = evaluate(model, splits.val, cfg.eval_batch_size)
+        test = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
+    atomic_write(folder / "arch.json", arch.to_json())
+    save_weights({k: v.cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
+    atomic_write(folder / "preprocessing.json",
+                 Preprocessing(arch.resolution, splits.mean, splits.std, splits.classes).to_json())
+    est = latency.predict(arch)
+    params, macs = count(arch)
+    metrics = {"test_top1": test, "val_top1": val, "latency_ms": est.ms,
+               "latency_source": est.source, "params": params, "macs": macs,
+               "source": source, "init": final.init, "steps": stats.steps,
+               "epochs": stats.epochs, "train_wall_s": stats.wall_s,
+               "wall_s": time.perf_counter() - start, "test_images": len(splits.test or ())}
+    write_json(metrics_path, metrics)  # last: the stage is complete
+    test_text = f"test top-1 {test:.4f}" if test is not None else "no test split"
+    log(f"final_train: {test_text}, val top-1 {val:.4f}, {est.ms:.3f} ms, {params:,} params, "
+        f"{macs / 1e6:.1f}M MACs -> {folder}")
+    return metrics
+
+
+def export_stage(export: ExportConfig, run: RunDir, log: Callable[[str], None]) -> None:
+    """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`."""
+    folder = run.path("final")
+    if not (folder / "metrics.json").is_file():
+        raise UserError("export: no trained final network (run the final_train stage)",
+                        str(run.root))
+    arch = load_arch(folder / "arch.json")
+    todo = [f for f in export.formats if not (folder / f"model.{f}").is_file()]
+    if not todo:
+        log(f"export: already done ({', '.join(export.formats)})")
+    diffs = export_all(arch, folder / "weights.pt", folder, todo)
+    for fmt, diff in diffs.items():
+        log(f"export: {folder / ('model.' + fmt)} (max |torch - exported| {diff:.1e})")
