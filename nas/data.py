@@ -12,6 +12,7 @@ with vectorised torch ops, so the trainer's hot path has no per-image Python loo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import pickle
@@ -37,8 +38,7 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-SHAPES = ("disc", "square", "triangle", "cross", "ring")
-MAX_SYNTHETIC_CLASSES = 8 * len(SHAPES)  # 8 stripe orientations, 22.5 degrees apart
+MAX_SYNTHETIC_CLASSES = 40  # the teacher's 32 features still separate 40 balanced classes
 
 
 def _fraction_below_one(value: float) -> str | None:
@@ -674,78 +674,115 @@ def _read_synthetic(cfg: DataConfig, resolution: int, source: str) -> _Raw:
 
 
 def synthetic_classes(num_classes: int) -> tuple[str, ...]:
-    """Class k: shape k mod 5, filled with stripes of orientation number k div 5."""
-    n_orient = math.ceil(num_classes / len(SHAPES))
-    return tuple(f"{SHAPES[k % len(SHAPES)]}-{round(180 / n_orient * (k // len(SHAPES)))}deg"
-                 for k in range(num_classes))
+    """Class k is the teacher's output k (there are no hand-made class meanings)."""
+    return tuple(f"teacher-{k}" for k in range(num_classes))
 
 
 def make_synthetic(n: int, num_classes: int = 10, size: int = 32, noise: float = 0.05,
                    seed: int = 0, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` generated images (uint8 N x 3 x size x size) and their labels.
 
-    A class is a conjunction of a shape (disc, square, triangle, cross, ring) and the
-    orientation of the stripes filling it (10 classes: 5 shapes x 2 orientations).
-    Everything else is nuisance: the shape's position, size and rotation, the stripes'
-    frequency and phase, foreground and background colours (the foreground carries a
-    weak, 20% class tint) and pixel noise. Orientation alone is learnt within a few
-    dozen steps by any child; telling the shapes apart through stripes and rotation
-    is meant to need capacity, but short proxy runs do not yet rank children reliably
-    by size (docs/data.md, "Open"). Deterministic in (seed, stream).
+    An image is a smooth random colour field; its label is the decision of a fixed
+    random "teacher" network on that field. The field lives on a grid a quarter of the
+    image side (8 x 8 for 32 x 32 images): per channel, white noise plus bilinearly
+    upsampled coarser noise (2 x 2 and 4 x 4 there), scaled per image and squashed
+    into 0..1. The image is the field upsampled to size x size plus Gaussian pixel
+    noise (`noise`, unseen by the teacher). The teacher: 32 random 3 x 3 filters, each
+    paired with its mirror image (so a horizontal flip, as augmentation does, keeps the
+    label), ReLU, the mean over positions, standardised, a random linear map to
+    `num_classes` scores with per-class offsets that balance the classes on a fixed
+    reference sample, argmax. A child has to estimate 32 nonlinear texture statistics
+    from an upsampled, noisy view; within a short proxy run wider children learn more
+    of them, so accuracy rises with capacity and stays well below 1 (docs/data.md).
+
+    The teacher depends on (num_classes, size, seed) only; the images also on
+    `stream` (0: the train pool, 1: the test set). Deterministic in all of them.
     """
+    teacher = _synthetic_teacher(num_classes, size, seed)
     g = torch.Generator().manual_seed(seed * 1_000_003 + stream)
-    labels = torch.randint(0, num_classes, (n,), generator=g)
-    out = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    images = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.int64)
     for start in range(0, n, 2048):  # chunks bound the float temporaries
         stop = min(n, start + 2048)
-        out[start:stop] = _render(labels[start:stop], num_classes, size, noise, g)
-    return out, labels
+        fields = _synthetic_fields(stop - start, size, g)
+        labels[start:stop] = teacher.labels(fields)
+        images[start:stop] = _render(fields, size, noise, g)
+    return images, labels
 
 
-def _render(labels: torch.Tensor, num_classes: int, size: int, noise: float,
-            g: torch.Generator) -> torch.Tensor:
-    n = labels.shape[0]
-    n_orient = math.ceil(num_classes / len(SHAPES))
+_TEACHER_FILTERS = 32  # plus as many mirror images
+_TEACHER_KERNEL = 3
 
-    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, *shape, generator=g)
 
-    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # 0..1 pixel centres
-    y, x = coords.view(1, -1, 1), coords.view(1, 1, -1)
-    # Shape: centre in the middle 40% of the image, radius 35-45% of the side, any rotation.
-    radius = u(0.35, 0.45)
-    cx, cy = u(0.3, 0.7), u(0.3, 0.7)
-    rot = u(0.0, 2 * math.pi)
-    dx = (x - cx.view(-1, 1, 1)) / radius.view(-1, 1, 1)
-    dy = (y - cy.view(-1, 1, 1)) / radius.view(-1, 1, 1)
-    cr, sr = torch.cos(rot).view(-1, 1, 1), torch.sin(rot).view(-1, 1, 1)
-    a, b = cr * dx + sr * dy, -sr * dx + cr * dy
-    r = torch.sqrt(a * a + b * b)
-    tri = torch.stack([a * math.cos(t) + b * math.sin(t)
-                       for t in (math.pi / 2, math.pi * 7 / 6, math.pi * 11 / 6)]).amax(0)
-    masks = torch.stack([
-        r <= 0.9,                                                       # disc
-        torch.maximum(a.abs(), b.abs()) <= 0.75,                        # square
-        tri <= 0.5,                                                     # triangle
-        ((a.abs() <= 0.3) & (b.abs() <= 0.95)) | ((b.abs() <= 0.3) & (a.abs() <= 0.95)),
-        (r >= 0.55) & (r <= 1.0),                                       # ring
-    ], 1)
-    shape = labels % len(SHAPES)
-    mask = masks[torch.arange(n), shape].float()
-    # Stripes filling the shape: the class's orientation (+-6 degrees), random
-    # frequency (7-9 cycles per image side) and phase.
-    theta = (labels // len(SHAPES)).float() * (math.pi / n_orient) + u(-0.1, 0.1)
-    freq, phase = u(7.0, 9.0).view(-1, 1, 1), u(0.0, 2 * math.pi).view(-1, 1, 1)
-    proj = x * torch.cos(theta).view(-1, 1, 1) + y * torch.sin(theta).view(-1, 1, 1)
-    fg = 0.5 + u(0.4, 0.5).view(-1, 1, 1) * torch.sin(2 * math.pi * freq * proj + phase)
-    # Colours: random per image; a weak class tint (20%) in the foreground colour.
-    tint = torch.rand(num_classes, 3, generator=torch.Generator().manual_seed(num_classes))
-    fg_col = 0.8 * u(0.2, 1.0, 3) + 0.2 * tint[labels]
-    bg_col = 0.5 * u(0.2, 1.0, 3)
-    img = (mask[:, None] * fg[:, None] * fg_col[:, :, None, None]
-           + (1 - mask[:, None]) * bg_col[:, :, None, None])
-    img = img + noise * torch.randn(img.shape, generator=g)
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+def _synthetic_fields(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """n x 3 x grid x grid colour fields in 0..1, grid = size / 4."""
+    grid = max(1, size // 4)
+    out = 0.5 * torch.randn(n, 3, grid, grid, generator=g)
+    for div, weight in ((4, 1.0), (2, 0.7)):  # 2 x 2 and 4 x 4 noise on an 8 x 8 grid
+        coarse = max(1, grid // div)
+        out += weight * _upsample(torch.randn(n, 3, coarse, coarse, generator=g), grid)
+    out /= out.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1)
+    return torch.sigmoid(1.5 * out)
+
+
+def _upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) of N x C x s x s to N x C x size x size.
+
+    As two small matrix products, several times faster on CPU than F.interpolate.
+    """
+    s = x.shape[-1]
+    eye = torch.eye(s).view(s, 1, s, 1)
+    m = F.interpolate(eye, size=(size, 1), mode="bilinear", align_corners=False)
+    m = m.view(s, size).T  # size x s
+    return m @ x @ m.T
+
+
+@dataclass(frozen=True)
+class _Teacher:
+    """The labelling function of the synthetic data (float64: no near-tie flips)."""
+
+    filters: torch.Tensor  # 2F x 3 x k x k: F random filters, then their mirror images
+    head: torch.Tensor     # num_classes x F
+    mean: torch.Tensor     # F: feature standardisation, from the reference sample
+    std: torch.Tensor
+    offset: torch.Tensor   # num_classes: balances the classes on the reference sample
+
+    def features(self, fields: torch.Tensor) -> torch.Tensor:
+        h = F.conv2d((fields.double() - 0.5) * 4, self.filters, padding=_TEACHER_KERNEL // 2)
+        h = F.relu(h).mean((2, 3))
+        return h[:, :_TEACHER_FILTERS] + h[:, _TEACHER_FILTERS:]  # mirror-invariant
+
+    def scores(self, fields: torch.Tensor) -> torch.Tensor:
+        return ((self.features(fields) - self.mean) / self.std) @ self.head.T
+
+    def labels(self, fields: torch.Tensor) -> torch.Tensor:
+        return (self.scores(fields) + self.offset).argmax(1)
+
+
+@functools.lru_cache(maxsize=8)
+def _synthetic_teacher(num_classes: int, size: int, seed: int) -> _Teacher:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 1_000_002)  # no image stream's
+    k = _TEACHER_KERNEL
+    w = torch.randn(_TEACHER_FILTERS, 3, k, k, generator=g, dtype=torch.float64)
+    w = torch.cat([w, w.flip(3)]) * math.sqrt(2.0 / (3 * k * k))
+    head = torch.randn(num_classes, _TEACHER_FILTERS, generator=g, dtype=torch.float64)
+    zero = torch.zeros(_TEACHER_FILTERS, dtype=torch.float64)
+    raw = _Teacher(w, head, zero, zero + 1, torch.zeros(num_classes, dtype=torch.float64))
+    ref = raw.features(_synthetic_fields(4096, size, g))
+    teacher = replace(raw, mean=ref.mean(0), std=ref.std(0).clamp_min(1e-6))
+    scores, offset = ((ref - teacher.mean) / teacher.std) @ head.T, teacher.offset
+    for _ in range(300):  # nudge the offsets until the reference sample is balanced
+        counts = torch.bincount((scores + offset).argmax(1), minlength=num_classes).double()
+        offset = offset - 0.05 * (counts / counts.mean() - 1)
+    return replace(teacher, offset=offset)
+
+
+def _render(fields: torch.Tensor, size: int, noise: float, g: torch.Generator
+            ) -> torch.Tensor:
+    """The fields upsampled to size x size, plus pixel noise, quantised to uint8."""
+    img = _upsample(fields, size)
+    img += noise * torch.randn(img.shape, generator=g)
+    return img.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
 _READERS: dict[str, Callable[[DataConfig, int, str], _Raw]] = {

@@ -45,14 +45,27 @@ class Preprocessing:
         }, indent=2) + "\n"
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a user's file (weights_only); a damaged file is a UserError."""
+    if not path.is_file():
+        raise UserError("does not exist", str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(f"not a readable weights file ({str(err).splitlines()[0][:120]})",
+                        str(path)) from None
+    if not isinstance(state, dict):
+        raise UserError(f"expected a state dict, found {type(state).__name__}", str(path))
+    return state
+
+
 def load_model(arch: Arch, weights: Path | None) -> nn.Module:
     """`arch` built and loaded from `weights` (a state dict), in eval mode."""
     model = build_model(arch)
     if weights is not None:
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except (RuntimeError, OSError, EOFError, ValueError, AttributeError) as err:
+            model.load_state_dict(read_weights(weights))
+        except RuntimeError as err:  # keys or shapes of another network
             raise UserError(f"cannot load these weights for the network "
                             f"({str(err).splitlines()[0][:160]})", str(weights)) from None
     return model.eval()

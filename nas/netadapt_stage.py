@@ -18,6 +18,7 @@ from latency.measure import compute_lock
 from latency.model import LatencyModel
 from nas.config import ExperimentConfig, NetAdaptSection
 from nas.data import Splits
+from nas.export import read_weights
 from nas.raytune import run_jobs_ray
 from nas.train import TrainConfig, TrialError, Threads, build_seeded, evaluate, train, wanted_threads
 from netadapt.jobs import Executor, Job, JobResult, Step, inline_executor
@@ -71,15 +72,7 @@ def resolve_start(cfg: ExperimentConfig, num_classes: int,
 
 def check_weights(arch: Arch, path: Path) -> None:
     """`path` must hold a state dict for `arch` (a UserError naming the file if not)."""
-    if not path.is_file():
-        raise UserError("does not exist", str(path))
-    try:
-        state = load_weights(path)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"not a readable weights file ({str(err).splitlines()[0][:120]})",
-                        str(path)) from None
-    if not isinstance(state, dict):
-        raise UserError(f"expected a state dict, found {type(state).__name__}", str(path))
+    state = read_weights(path)
     expected = build_model(arch).state_dict()
     for name, tensor in expected.items():
         if name not in state:
