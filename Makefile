@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # A new package (its __init__.py) changes what the editable install must expose.
 $(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,onnx,images]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,onnx,images,plot]'
 	touch $(STAMP)
 
 install: $(STAMP)

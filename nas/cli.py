@@ -161,6 +161,16 @@ def _export(args: argparse.Namespace) -> None:
     print(f"{args.output}: {args.format}{check}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from nas.config import build_latency_model, load_config
+    from nas.report import write_report
+    from nas.rundir import RunDir
+
+    run = RunDir.open(args.run_dir)
+    latency = build_latency_model(load_config(run.config_path))
+    print(write_report(run, latency))
+
+
 def _dry_run(cfg: "ExperimentConfig") -> None:
     """Resolved config, space size, one sampled architecture with its latency."""
     import random
@@ -265,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="file to write")
     p.add_argument("--weights", help="state dict (default: weights.pt beside arch.json)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("report", help="(re)write a run's report.md and pareto.png")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("resume", help="continue a run where it stopped (after a crash or kill)")
     p.add_argument("run_dir")

@@ -21,6 +21,7 @@ from nas.raytune import run_ray
 from nas.rewards import Reward, make_reward
 from nas.rundir import RunDir
 from nas.final import export_stage, final_train
+from nas.report import write_report
 from nas.netadapt_stage import netadapt_stage, resolve_start
 from nas.search import SearchCore, TrialOutcome, run_inline
 from nas.strategies import make_strategy
@@ -144,6 +145,8 @@ def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
                         prep.cfg.seed, log)
         elif stage == "export":
             export_stage(prep.cfg.export, run, log)
+        write_report(run, prep.latency)  # after each stage: always current
+    log(f"report: {run.path('report.md')}")
 
 
 def _stderr(msg: str) -> None:

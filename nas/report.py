@@ -1,0 +1,175 @@
+"""`report.md` (and `pareto.png` with matplotlib) from what a run directory holds.
+
+Written after every stage from the files alone, so it is always current and
+`nas report RUN_DIR` can rebuild it at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from latency.model import LatencyModel
+from nas.rundir import RunDir
+from search_spaces.arch import Arch, load_arch
+from search_spaces.counting import count, count_rows
+from search_spaces.files import atomic_write
+from search_spaces.reference import load_reference
+from search_spaces.transforms import with_input
+
+REFERENCES = ("mobilenet_v3_small", "mobilenet_v3_large")
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """A markdown table (no tabulate dependency)."""
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.4g}"
+    return str(value)
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def reference_rows(arch: Arch, latency: LatencyModel | None,
+                   accuracies: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """The reference nets at the run's input size and classes, under the same latency
+    model (their accuracy only where trained on the same budget)."""
+    rows = []
+    for name in REFERENCES:
+        ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
+                         arch.stem.stride)
+        params, macs = count(ref)
+        rows.append({"network": name, "test top-1": (accuracies or {}).get(name, "not trained"),
+                     "latency_ms": latency.predict(ref).ms if latency else float("nan"),
+                     "params": f"{params:,}", "MMACs": round(macs / 1e6, 2)})
+    return rows
+
+
+def write_report(run: RunDir, latency: LatencyModel | None = None,
+                 log: Callable[[str], None] | None = None) -> Path:
+    """Write `report.md` (+ `pareto.png` when matplotlib is installed); returns its path."""
+    from nas.config import load_config
+
+    cfg = load_config(run.config_path)
+    out = [f"# {cfg.name}: run `{run.root.name}`", "", f"Run directory: `{run.root}`; the "
+           "resolved configuration is `config.yaml` beside this file.", ""]
+    s, lat, rw = cfg.search, cfg.latency, cfg.reward
+    facts = [("stages", " -> ".join(cfg.stages)),
+             ("space", f"{s.space}, skeleton {s.skeleton or 'default'}, {s.resolution}x"
+                       f"{s.resolution} input, stem stride {s.stem_stride}"),
+             ("data", f"{cfg.data.kind} {cfg.data.path or ''}".strip()),
+             ("latency model", lat.kind + (f" ({lat.path})" if lat.kind == "table" else ""))]
+    if "search" in cfg.stages:
+        facts += [("search", f"{s.strategy}, {s.num_trials} children, {s.executor} executor"),
+                  ("reward", f"{rw.kind}, target {rw.target_ms} ms"
+                             + (f", preset {rw.preset}" if rw.preset else "")
+                             + "".join(f", {k} {v}" for k, v in
+                                       (("alpha", rw.alpha), ("beta", rw.beta)) if v is not None))]
+    if cfg.netadapt is not None and "netadapt" in cfg.stages:
+        na = cfg.netadapt
+        target = f"{na.target_ms} ms" if na.target_ms else f"{na.target_ratio} x L0"
+        facts.append(("netadapt", f"target {target}, delta {na.delta_ratio} x L0, "
+                                  f"T = {na.short_term_steps} steps, metric {na.metric}"))
+    out += ["## Experiment", "", _table(pd.DataFrame(facts, columns=["", "setting"])), ""]
+
+    trials = run.path("search", "trials.csv")
+    frame = pd.read_csv(trials) if trials.is_file() else None
+    if frame is not None and len(frame):
+        ok = frame[frame["status"].isin(["ok", "cached"])]
+        out += ["## Search", "",
+                f"{len(frame)} children ({(frame['status'] == 'failed').sum()} failed, "
+                f"{(frame['status'] == 'cached').sum()} cached). Top 10 by reward:", ""]
+        top = ok.sort_values("reward", ascending=False).head(10)
+        out += [_table(top[["trial_id", "accuracy", "latency_ms", "reward", "params", "macs",
+                            "arch_hash"]]), ""]
+
+    history = run.path("netadapt", "history.csv")
+    if history.is_file():
+        hist = pd.read_csv(history)
+        summary = _read_json(run.path("netadapt", "summary.json")) or {}
+        chosen = hist[hist["chosen"] == 1]
+        out += ["## NetAdapt", "",
+                f"L0 {summary.get('L0_ms', float('nan')):.4g} ms, target "
+                f"{summary.get('target_ms', float('nan')):.4g} ms, delta "
+                f"{summary.get('delta_ms', float('nan')):.4g} ms; "
+                f"{len(hist) - 1} proposals evaluated. The chosen path:", "",
+                _table(chosen[["iteration", "proposal", "layers", "width_before", "width_after",
+                               "latency_ms", "accuracy", "metric"]]), ""]
+
+    metrics = _read_json(run.path("final", "metrics.json"))
+    if metrics is not None:
+        arch = load_arch(run.path("final", "arch.json"))
+        out += ["## Final network", "",
+                f"Trained from {metrics['init']} ({metrics['source']}'s network), "
+                f"{metrics['epochs']:.3g} epochs. Test top-1 **{_fmt(metrics['test_top1'])}** "
+                f"on {metrics['test_images']} held-out images (never seen by search or "
+                f"NetAdapt); validation top-1 {metrics['val_top1']:.4f}.", ""]
+        refs = _read_json(run.path("final", "references.json"))
+        rows = [{"network": "this run", "test top-1": metrics["test_top1"],
+                 "latency_ms": metrics["latency_ms"], "params": f"{metrics['params']:,}",
+                 "MMACs": round(metrics["macs"] / 1e6, 2)}]
+        rows += reference_rows(arch, latency, refs)
+        out += ["Against the reference nets at the same input size, under the same latency "
+                "model:", "", _table(pd.DataFrame(rows)), ""]
+        layers = pd.DataFrame([{"piece": r.name, "op": r.desc, "in": r.in_hw, "out": r.out_hw,
+                                "channels": r.out_ch, "params": r.params, "MACs": r.macs}
+                               for r in count_rows(arch)])
+        out += ["Layers:", "", _table(layers), ""]
+        exports = [p.name for p in run.path("final").glob("model.*")]
+        if exports:
+            out += [f"Exported: {', '.join(sorted(exports))} (beside `arch.json`, "
+                    f"`weights.pt`, `preprocessing.json`).", ""]
+    if _plot(run, frame):
+        out += ["![accuracy vs latency](pareto.png)", ""]
+    path = run.path("report.md")
+    atomic_write(path, "\n".join(out))
+    if log:
+        log(f"report: {path}")
+    return path
+
+
+def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
+    """pareto.png: every child, the front, the NetAdapt path; False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    history = run.path("netadapt", "history.csv")
+    if (frame is None or not len(frame)) and not history.is_file():
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    if frame is not None and len(frame):
+        ok = frame[frame["status"] == "ok"]
+        ax.scatter(ok["latency_ms"], ok["accuracy"], s=12, alpha=0.5, label="search children")
+        pareto = run.path("search", "pareto.csv")
+        if pareto.is_file():
+            front = pd.read_csv(pareto).sort_values("latency_ms")
+            ax.plot(front["latency_ms"], front["accuracy"], "k-", lw=1, label="Pareto front")
+    if history.is_file():
+        hist = pd.read_csv(history)
+        path = hist[hist["chosen"] == 1]
+        ax.plot(path["latency_ms"], path["accuracy"], "o-", color="tab:red", ms=4,
+                label="NetAdapt path")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("validation top-1")
+    ax.legend()
+    fig.tight_layout()
+    tmp = run.path(".pareto.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(run.path("pareto.png"))
+    return True
