@@ -1,0 +1,193 @@
+"""Malformed inputs of every kind: each exits with status 2 and one line naming the
+file and the key or line, no traceback, and leaves no run directory behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from nas.cli import main
+from test_netadapt import small_arch
+
+EXP = """\
+name: bad
+search: {space: mobilenetv3, skeleton: mobilenetv3_small, resolution: 16, stem_stride: 1,
+         num_trials: 2, executor: inline}
+data:
+  kind: synthetic
+  synthetic: {num_classes: 4, train_size: 200, test_size: 20, image_size: 16}
+train: {steps: 1, batch_size: 8, threads: 1}
+latency: {kind: flops}
+reward: {target_ms: 2.0}
+"""
+
+TABLE = Path(__file__).resolve().parents[1] / "latency" / "examples" / "example_table.csv"
+
+
+def exp_with(tmp: Path, text: str) -> list[str]:
+    (tmp / "exp.yaml").write_text(text)
+    return ["search", str(tmp / "exp.yaml")]
+
+
+def replace_in_exp(old: str, new: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        assert old in EXP
+        return exp_with(tmp, EXP.replace(old, new))
+    return make
+
+
+def add_to_exp(extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: exp_with(tmp, EXP + extra)
+
+
+def bad_arch(change: Callable[[dict], None]) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        data = json.loads(small_arch().to_json())
+        change(data)
+        (tmp / "arch.json").write_text(json.dumps(data))
+        return ["validate", str(tmp / "arch.json")]
+    return make
+
+
+def bad_table(edit: Callable[[list[str]], list[str]]) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        lines = TABLE.read_text().splitlines()
+        (tmp / "table.csv").write_text("\n".join(edit(lines)) + "\n")
+        return exp_with(tmp, EXP.replace("latency: {kind: flops}",
+                                         f"latency: {{kind: table, path: {tmp / 'table.csv'}}}"))
+    return make
+
+
+def not_json(tmp: Path) -> list[str]:
+    (tmp / "arch.json").write_text("{layers: oops")
+    return ["validate", str(tmp / "arch.json")]
+
+
+def data_row(line: str) -> int:
+    return [i for i, l in enumerate(TABLE.read_text().splitlines()) if l.startswith(line)][0]
+
+
+def npz(images: np.ndarray, labels: np.ndarray) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        np.savez(tmp / "d.npz", images=images, labels=labels)
+        return exp_with(tmp, EXP.replace("  kind: synthetic\n  synthetic: {num_classes: 4, "
+                                         "train_size: 200, test_size: 20, image_size: 16}",
+                                         f"  kind: npz\n  path: {tmp / 'd.npz'}"))
+    return make
+
+
+def empty_folder(tmp: Path) -> list[str]:
+    (tmp / "images").mkdir()
+    return exp_with(tmp, EXP.replace("  kind: synthetic\n  synthetic: {num_classes: 4, "
+                                     "train_size: 200, test_size: 20, image_size: 16}",
+                                     f"  kind: imagefolder\n  path: {tmp / 'images'}"))
+
+
+def netadapt_start(weights: bytes | None) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        (tmp / "net").mkdir()
+        (tmp / "net" / "arch.json").write_text(small_arch().replace(resolution=16).to_json())
+        if weights is not None:
+            (tmp / "net" / "weights.pt").write_bytes(weights)
+        return ["netadapt", exp_with(tmp, EXP + "netadapt: {start: net, target_ratio: 0.8}\n")[1]]
+    return make
+
+
+def other_net_weights() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(torch.nn.Linear(2, 2).state_dict(), buf)
+    return buf.getvalue()
+
+
+def evaluate_corrupt(tmp: Path) -> list[str]:
+    (tmp / "arch.json").write_text(small_arch().to_json())
+    (tmp / "w.pt").write_bytes(b"\x80\x04truncated")
+    (tmp / "data.yaml").write_text(EXP)
+    return ["evaluate", str(tmp / "arch.json"), str(tmp / "w.pt"), "--data",
+            str(tmp / "data.yaml")]
+
+
+CASES = {
+    # experiment YAML
+    "unknown key": (replace_in_exp("search: {space", "search: {spcae: mnasnet, space"),
+                    "exp.yaml: search.spcae: unknown key (did you mean 'search.space'?)"),
+    "wrong type": (replace_in_exp("num_trials: 2", "num_trials: two"),
+                   "exp.yaml: search.num_trials: expected an integer"),
+    "bad enum": (replace_in_exp("executor: inline", "executor: cluster"),
+                 "exp.yaml: search.executor: 'cluster' is not one of ray, inline"),
+    "negative budget": (replace_in_exp("num_trials: 2", "num_trials: -3"),
+                        "exp.yaml: search.num_trials: must be > 0"),
+    "missing data path": (replace_in_exp("  kind: synthetic\n", "  kind: npz\n  path: no.npz\n"),
+                          "exp.yaml: data.path: "),
+    "invalid YAML": (add_to_exp("train: [unclosed\n"), "exp.yaml: line "),
+    "duplicate key": (add_to_exp("seed: 1\nseed: 2\n"), "exp.yaml: line "),
+    "not a mapping": (lambda tmp: exp_with(tmp, "- a\n- b\n"), "exp.yaml: the top level"),
+    "missing reward target": (replace_in_exp("reward: {target_ms: 2.0}\n", ""),
+                              "exp.yaml: reward.target_ms: missing"),
+    "table without path": (replace_in_exp("latency: {kind: flops}", "latency: {kind: table}"),
+                           "exp.yaml: latency.path: missing required key"),
+    "two netadapt targets": (add_to_exp("netadapt: {target_ms: 1, target_ratio: 0.5}\n"
+                                        "stages: [search, netadapt]\n"),
+                             "exp.yaml: netadapt: set exactly one of target_ms and target_ratio"),
+    "stage order": (add_to_exp("stages: [export]\n"), "exp.yaml: stages: export"),
+    "bad --set": (lambda tmp: exp_with(tmp, EXP) + ["--set", "search.num_trials"],
+                  "exp.yaml: --set expects key.path=value"),
+    # Arch JSON
+    "arch unknown field": (bad_arch(lambda d: d["layers"][0].update(colour="red")),
+                           "arch.json: layers[0].colour: unknown field"),
+    "arch channel mismatch": (bad_arch(lambda d: d["layers"][3].update(in_ch=40)),
+                              "arch.json: layers[3].in_ch"),
+    "arch unsupported kernel": (bad_arch(lambda d: d["layers"][0].update(kernel=4)),
+                                "arch.json: layers[0].kernel"),
+    "arch not JSON": (not_json, "arch.json: "),
+    # latency table
+    "table missing column": (bad_table(lambda ls: [l.replace(",std_ms,count", "") if
+                                                   l.startswith("op,") else l for l in ls]),
+                             "table.csv: line "),
+    "table non-numeric latency": (bad_table(lambda ls: ls[:data_row("stem,")] +
+                                            ["stem,32,3,0,16,3,1,0,hswish,none,fast,0.002,30"] +
+                                            ls[data_row("stem,") + 1:]),
+                                  f"table.csv: line {data_row('stem,') + 1}"),
+    "table duplicate signature": (bad_table(lambda ls: ls + [ls[data_row("stem,")]]),
+                                  "table.csv: line "),
+    # data
+    "npz wrong shape": (npz(np.zeros((10, 16), np.uint8), np.zeros(10, np.int64)),
+                        "d.npz: "),
+    "npz labels out of range": (npz(np.zeros((10, 16, 16, 3), np.uint8),
+                                    np.full(10, -1, np.int64)), "d.npz: "),
+    "npz label count": (npz(np.zeros((10, 16, 16, 3), np.uint8), np.zeros(7, np.int64)),
+                        "d.npz: "),
+    "empty image folder": (empty_folder, "images"),
+    # checkpoints
+    "corrupted weights": (netadapt_start(b"PK\x03\x04 not really a zip"),
+                          "weights.pt: not a readable weights file"),
+    "weights of another net": (netadapt_start(other_net_weights()),
+                               "weights.pt: key 'stem.0.weight' missing"),
+    "evaluate corrupted checkpoint": (evaluate_corrupt, "w.pt: not a readable weights file"),
+    "resume a non-run": (lambda tmp: ["resume", str(tmp)], "not a run directory"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_malformed_input(name: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make, expect = CASES[name]
+    argv = make(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("nas: error: ") and expect in err[0], err[0]
+    assert "Traceback" not in err[0]
+    assert not (tmp_path / "bad").exists()  # no half-written run
+
+
+def test_there_are_at_least_25_cases() -> None:
+    assert len(CASES) >= 25
