@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from nas.configload import positive
-from nas.search import SearchCore, SearchFailed, Trial, TrialOutcome, trial_seed
+from nas.search import SearchCore, SearchFailed, Trial, TrialOutcome, guarded, trial_seed
 from netadapt.jobs import Job, JobResult, OnResult, Step, run_guarded
 from search_spaces.arch import Arch, arch_from_dict
 
@@ -95,7 +96,7 @@ def _trainable(config: dict, train_fn: Callable[[Arch, int], TrialOutcome]) -> N
     if config["cached"]:
         tune.report({"accuracy": None, "error": "", "images_per_s": None})
         return
-    outcome = train_fn(arch_from_dict(config["arch"]), config["seed"])
+    outcome = guarded(train_fn, arch_from_dict(config["arch"]), config["seed"])
     tune.report({"accuracy": outcome.accuracy, "error": outcome.error,
                  "images_per_s": outcome.images_per_s})
 
@@ -164,7 +165,8 @@ def run_jobs_ray(jobs: Sequence[Job], on_result: OnResult, step: Step, cfg: RayC
             on_result(jobs[trial.config["index"]],
                       JobResult(None, "the Ray trial crashed (see its log in ray/)"))
 
-    name = "netadapt_" + jobs[0].name.split("/")[0] if jobs else "netadapt"
+    # one Tune experiment per batch; the time keeps a resumed batch's name fresh
+    name = f"netadapt_{jobs[0].name.split('/')[0] if jobs else 'jobs'}_{time.strftime('%H%M%S')}"
     trainable = tune.with_parameters(_run_job, jobs=list(jobs), step=step)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),

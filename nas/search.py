@@ -235,11 +235,20 @@ def trial_seed(seed: int, trial_id: int) -> int:
     return seed * 1_000_003 + trial_id
 
 
+def guarded(train_fn: Callable[[Arch, int], TrialOutcome], arch: Arch, seed: int) -> TrialOutcome:
+    """`train_fn(arch, seed)`; an exception fails this child (recorded with its first
+    line), not the search."""
+    try:
+        return train_fn(arch, seed)
+    except Exception as err:  # e.g. out of memory for one oversized child
+        return TrialOutcome(None, f"{type(err).__name__}: {err}".splitlines()[0][:300])
+
+
 def run_inline(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], seed: int) -> None:
     """Run trials one after another in this process (debugging, tests, small machines)."""
     while core.wants_more():
         trial = core.next_trial()
-        outcome = TrialOutcome(None) if trial.cached else train_fn(trial.arch,
-                                                                   trial_seed(seed, trial.trial_id))
+        outcome = TrialOutcome(None) if trial.cached else \
+            guarded(train_fn, trial.arch, trial_seed(seed, trial.trial_id))
         core.finish(trial, outcome)
 

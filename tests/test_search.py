@@ -159,6 +159,22 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path, space):
     assert all(r["error"] == "loss became nan at step 3" and r["reward"] == "" for r in failed)
 
 
+def test_a_raising_trial_is_recorded_and_the_search_goes_on(tmp_path, space):
+    run = new_run(tmp_path)
+
+    def raising(arch, seed):
+        if seed % 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+        return fake_train(arch, seed)
+
+    run_inline(make_core(run, space, 6, max_failed=5), raising, seed=0)
+    rows = read_rows(run)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(rows) == 6 and len(failed) == 3
+    assert all(r["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+               for r in failed)
+
+
 def test_too_many_failures_stop_the_search(tmp_path, space):
     run = new_run(tmp_path)
     with pytest.raises(SearchFailed, match="3 trials failed"):
