@@ -770,11 +770,12 @@ def _synthetic_teacher(num_classes: int, size: int, seed: int) -> _Teacher:
     raw = _Teacher(w, head, zero, zero + 1, torch.zeros(num_classes, dtype=torch.float64))
     ref = raw.features(_synthetic_fields(4096, size, g))
     teacher = replace(raw, mean=ref.mean(0), std=ref.std(0).clamp_min(1e-6))
-    scores, offset = ((ref - teacher.mean) / teacher.std) @ head.T, teacher.offset
+    scores = (((ref - teacher.mean) / teacher.std) @ head.T).numpy()
+    offset = np.zeros(num_classes)
     for _ in range(300):  # nudge the offsets until the reference sample is balanced
-        counts = torch.bincount((scores + offset).argmax(1), minlength=num_classes).double()
-        offset = offset - 0.05 * (counts / counts.mean() - 1)
-    return replace(teacher, offset=offset)
+        counts = np.bincount((scores + offset).argmax(1), minlength=num_classes)
+        offset -= 0.05 * (counts / counts.mean() - 1)
+    return replace(teacher, offset=torch.from_numpy(offset))
 
 
 def _render(fields: torch.Tensor, size: int, noise: float, g: torch.Generator
