@@ -168,3 +168,28 @@ def test_too_many_failures_stop_with_one_line(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("nas: search stopped: 1 trials failed") and "Traceback" not in out.stderr
     assert len(pd.read_csv(only_run(tmp_path) / "search" / "trials.csv")) == 1
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_on_ray_loses_and_repeats_nothing(tmp_path):
+    trials = 6
+    proc = subprocess.Popen([NAS, "search", str(write_exp(tmp_path, trials=trials,
+                                                          executor="ray"))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    log, deadline = None, time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        runs = list((tmp_path / "tiny").glob("*/search/trials.csv"))
+        if runs and runs[0].read_text().count("\n") >= 3:
+            log = runs[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert log is not None, "the run ended before it could be killed"
+    before = pd.read_csv(log)
+    out = subprocess.run([NAS, "resume", str(log.parent.parent)], capture_output=True,
+                         text=True, env=env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = pd.read_csv(log)
+    assert sorted(after["trial_id"]) == list(range(trials))  # none lost, none twice
+    assert after.head(len(before)).equals(before)  # finished trials kept as they were
