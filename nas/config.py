@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from nas.configload import apply_overrides, load_dataclass, non_negative, positive, read_yaml
 from nas.controller import ControllerConfig
 from nas.data import DataConfig
-from nas.final import ExportConfig, FinalConfig
+from nas.final import ExportConfig, FinalConfig, ReportConfig
 from nas.raytune import RayConfig
 from nas.rewards import RewardConfig
 from nas.strategies import EvolutionConfig
@@ -111,6 +111,7 @@ class ExperimentConfig:
     netadapt: NetAdaptSection | None = None
     final: FinalConfig = field(default_factory=FinalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     # What `nas search` runs, in order; each stage reads what the one before wrote.
     stages: list[Literal["search", "netadapt", "final_train", "export"]] = field(
         default_factory=lambda: ["search"])

@@ -25,6 +25,8 @@ from search_spaces.arch import Arch, load_arch
 from search_spaces.counting import count
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
+from search_spaces.reference import load_reference
+from search_spaces.transforms import with_input
 
 
 @dataclass
@@ -39,6 +41,15 @@ class FinalConfig:
     def __post_init__(self) -> None:
         if self.epochs is not None and self.steps is not None:
             raise UserError("final: set epochs or steps, not both")
+
+
+@dataclass
+class ReportConfig:
+    """`report:` what report.md compares the final network with."""
+
+    # Train MobileNetV3-Small and -Large (at the run's input size) with the final
+    # network's budget, so the report can show their test top-1 too.
+    train_references: bool = False
 
 
 @dataclass
@@ -61,7 +72,8 @@ def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:
 
 
 def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, latency: LatencyModel,
-                run: RunDir, seed: int, log: Callable[[str], None]) -> dict:
+                run: RunDir, seed: int, log: Callable[[str], None],
+                train_references: bool = False) -> dict:
     """Train and score the final network into `final/`; skipped when already done."""
     folder = run.path("final")
     metrics_path = folder / "metrics.json"
@@ -97,11 +109,31 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
                "source": source, "init": final.init, "steps": stats.steps,
                "epochs": stats.epochs, "train_wall_s": stats.wall_s,
                "wall_s": time.perf_counter() - start, "test_images": len(splits.test or ())}
+    if train_references:
+        write_json(folder / "references.json",
+                   _train_references(arch, cfg, splits, seed, log))
     write_json(metrics_path, metrics)  # last: the stage is complete
     test_text = f"test top-1 {test:.4f}" if test is not None else "no test split"
     log(f"final_train: {test_text}, val top-1 {val:.4f}, {est.ms:.3f} ms, {params:,} params, "
         f"{macs / 1e6:.1f}M MACs -> {folder}")
     return metrics
+
+
+def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
+                      log: Callable[[str], None]) -> dict[str, float | None]:
+    """Test top-1 of the reference nets trained from scratch on the same budget."""
+    from nas.report import REFERENCES
+
+    out: dict[str, float | None] = {}
+    for name in REFERENCES:
+        ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
+                         arch.stem.stride)
+        log(f"final_train: training the reference {name} on the same budget")
+        model = build_seeded(ref, seed)
+        with compute_lock(), Threads(wanted_threads(cfg)):
+            train(model, splits.train, cfg, seed, log)
+            out[name] = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
+    return out
 
 
 def export_stage(export: ExportConfig, run: RunDir, log: Callable[[str], None]) -> None:

@@ -142,7 +142,7 @@ def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
             run_netadapt(prep, run, log)
         elif stage == "final_train":
             final_train(prep.cfg.train, prep.cfg.final, prep.splits, prep.latency, run,
-                        prep.cfg.seed, log)
+                        prep.cfg.seed, log, prep.cfg.report.train_references)
         elif stage == "export":
             export_stage(prep.cfg.export, run, log)
         write_report(run, prep.latency)  # after each stage: always current

@@ -98,7 +98,8 @@ def test_stage_order_is_checked(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_every_stage_in_one_run(tmp_path: Path) -> None:
     exp = write_exp(tmp_path, extra="stages: [search, netadapt, final_train, export]\n"
-                                    "final: {steps: 4}\nexport: {formats: [onnx, pt2]}\n")
+                                    "final: {steps: 4}\nexport: {formats: [onnx, pt2]}\n"
+                                    "report: {train_references: true}\n")
     exp.write_text(exp.read_text().replace("  start: net\n", ""))
     out = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -114,6 +115,12 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
     model = build_model(load_arch(final / "arch.json"))
     model.load_state_dict(torch.load(final / "weights.pt", weights_only=True))
     assert (final / "model.onnx").is_file() and (final / "model.pt2").is_file()
+    refs = json.loads((final / "references.json").read_text())
+    assert set(refs) == {"mobilenet_v3_small", "mobilenet_v3_large"}
+    report = (run / "report.md").read_text()
+    assert "## NetAdapt" in report and "## Final network" in report and "not trained" not in report
+    assert f"| mobilenet_v3_small | {refs['mobilenet_v3_small']:.4g} |" in report
+    assert (run / "pareto.png").is_file()
     again = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "final_train: already done" in again.stderr
