@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="T, short-term fine-tune steps")
     ap.add_argument("--long-term-epochs", type=float, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=0.4,
+                    help="pre-training lr (fine-tunes: a tenth of it)")
     ap.add_argument("--latency", choices=("flops", "table"), default="flops")
     args = ap.parse_args()
 
@@ -110,7 +112,7 @@ def main() -> None:
         latency = lambda a: flops.predict(a).ms  # noqa: E731
     meter = make_model("measure", threads=1, repeats=30)
     measure = lambda a: meter.predict(a).ms  # noqa: E731
-    train_cfg = TrainConfig(batch_size=64, threads=args.threads, log_every=10**9)
+    train_cfg = TrainConfig(batch_size=64, lr=args.lr, threads=args.threads, log_every=10**9)
     na = NetAdaptSection(target_ratio=args.ratio, delta_ratio=args.delta_ratio,
                          short_term_steps=args.steps, long_term_epochs=args.long_term_epochs)
     step = make_step(splits, train_cfg, na)
