@@ -115,12 +115,14 @@ class NetAdapt:
     def run(self, arch: Arch, weights: Path | None) -> NetAdaptResult:
         """Shrink `arch` (with `weights`, or pre-trained first when None) to the target."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        start_ms = self.latency(arch)
+        summary = self.folder / "summary.json"
+        # L0 as first priced: a measuring latency model would move it on resume
+        start_ms = json.loads(summary.read_text())["L0_ms"] if summary.is_file() \
+            else self.latency(arch)
         delta = self.cfg.delta_ratio * start_ms
         target = self.cfg.target(start_ms)
-        write_json(self.folder / "summary.json",
-                   {"L0_ms": start_ms, "delta_ms": delta, "target_ms": target,
-                    "status": "running"})
+        write_json(summary, {"L0_ms": start_ms, "delta_ms": delta, "target_ms": target,
+                             "status": "running"})
         if not self._complete(0):
             self._start(arch, weights, start_ms)
         k = 0
@@ -145,11 +147,10 @@ class NetAdapt:
         final = self._long_term(k, cur)
         result = NetAdaptResult(cur, self.folder / "final" / "weights.pt", final["accuracy"],
                                 cur_ms, start_ms, target, met, k)
-        write_json(self.folder / "summary.json",
-                   {"L0_ms": start_ms, "delta_ms": delta, "target_ms": target,
-                    "status": "done", "target_met": met, "iterations": k,
-                    "final_ms": cur_ms, "final_accuracy": final["accuracy"],
-                    "start_accuracy": self._metrics(0)["accuracy"]})
+        write_json(summary, {"L0_ms": start_ms, "delta_ms": delta, "target_ms": target,
+                             "status": "done", "target_met": met, "iterations": k,
+                             "final_ms": cur_ms, "final_accuracy": final["accuracy"],
+                             "start_accuracy": self._metrics(0)["accuracy"]})
         return result
 
     def _start(self, arch: Arch, weights: Path | None, start_ms: float) -> None:
