@@ -7,6 +7,7 @@ proxy trainer as its fine-tune step, and the inline or Ray executor.
 
 from __future__ import annotations
 
+import difflib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -56,7 +57,8 @@ def resolve_start(cfg: ExperimentConfig, num_classes: int,
                 weights = path / WEIGHTS_FILE
             path = path / ARCH_FILE
         if not path.is_file():
-            hint = " (not a reference net either)" if "/" not in na.start else ""
+            close = difflib.get_close_matches(Path(na.start).name, reference_names(), n=1)
+            hint = f" (did you mean the reference net '{close[0]}'?)" if close else ""
             raise UserError(f"{key}: {path} does not exist{hint}", cfg.source)
         arch = load_arch(path)
     if arch.resolution != cfg.search.resolution:
