@@ -95,7 +95,9 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     what = "from scratch" if final.init == "scratch" else "from NetAdapt's weights"
     log(f"final_train: {len(arch.layers)}-layer network from {source}, trained {what}")
     with compute_lock(), Threads(wanted_threads(cfg)):
-        stats = train(model, splits.train, cfg, seed, log)
+        # a killed final training continues from its last checkpoint on resume
+        stats = train(model, splits.train, cfg, seed, log,
+                      checkpoint=folder / "train_checkpoint.pt")
         val = evaluate(model, splits.val, cfg.eval_batch_size)
         test = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
     atomic_write(folder / "arch.json", arch.to_json())

@@ -14,6 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 import torch
@@ -164,15 +165,21 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
                                eps=cfg.rmsprop_eps, momentum=cfg.momentum)
 
 
-def _stream(data: ImageSet, batch: int, g: torch.Generator
+def _stream(data: ImageSet, batch: int, g: torch.Generator, skip: int = 0
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless shuffled batches of full size, a fresh permutation each epoch."""
+    """Endless shuffled batches of full size, a fresh permutation each epoch; `skip`
+    batches are passed over without being read (a resumed run's position)."""
     n = len(data)
+    per_epoch = n // batch
+    for _ in range(skip // per_epoch):
+        torch.randperm(n, generator=g)
+    first = skip % per_epoch * batch
     while True:
         order = torch.randperm(n, generator=g)
-        for start in range(0, n - batch + 1, batch):
+        for start in range(first, n - batch + 1, batch):
             idx = order[start:start + batch]
             yield data.images[idx], data.labels[idx]
+        first = 0
 
 
 class Threads:
@@ -191,10 +198,14 @@ class Threads:
 
 
 def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int,
-          log: Callable[[str], None] | None = None) -> TrainStats:
+          log: Callable[[str], None] | None = None, checkpoint: Path | None = None,
+          checkpoint_every: int = 200) -> TrainStats:
     """Train `model` in place from its current weights (fine-tuning works the same).
 
-    Raises `TrialError` when the loss becomes NaN or infinite.
+    With `checkpoint`, the whole training state (weights, optimizer, step, random
+    streams) is saved there every `checkpoint_every` steps and a run started again
+    with the same arguments continues from it, ending with the same weights as an
+    uninterrupted run. Raises `TrialError` when the loss becomes NaN or infinite.
     """
     train_set = data.train if isinstance(data, Splits) else data
     if len(train_set) == 0:
@@ -211,10 +222,14 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
     with Threads(wanted_threads(cfg)) as threads, \
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed_for(seed, "dropout"))  # dropout draws from the global RNG
+        first = 0
+        if checkpoint is not None and checkpoint.is_file():
+            first, loss_window = _restore(checkpoint, model, opt, aug_g, total)
+            say(f"resuming training at step {first + 1}/{total} from {checkpoint}")
         start = time.perf_counter()
-        mark, mark_step = start, 0
-        stream = _stream(train_set, batch, order_g)
-        for step in range(total):
+        mark, mark_step = start, first
+        stream = _stream(train_set, batch, order_g, skip=first)
+        for step in range(first, total):
             images, labels = next(stream)
             if train_set.augment:
                 images = augment_batch(images, aug_g, train_set.crop_padding)
@@ -233,6 +248,9 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             loss_window = (loss_window + [value])[-cfg.log_every:]
+            if checkpoint is not None and (step + 1) % checkpoint_every == 0 \
+                    and step + 1 < total:
+                _save_checkpoint(checkpoint, model, opt, aug_g, step + 1, total, loss_window)
             if (step + 1) % cfg.log_every == 0 or step + 1 == total:
                 now = time.perf_counter()
                 rate = (step + 1 - mark_step) * batch / max(now - mark, 1e-9)
@@ -244,11 +262,40 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
         wall = time.perf_counter() - start
         if cfg.bn_recalibration:
             recalibrate_bn(model, train_set, cfg.bn_recalibration, batch, order_g)
-    images_seen = total * batch
-    return TrainStats(steps=total, epochs=images_seen / len(train_set), images=images_seen,
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # the weights are the caller's to save now
+    images_seen = (total - first) * batch
+    return TrainStats(steps=total, epochs=total * batch / len(train_set), images=images_seen,
                       wall_s=wall, images_per_s=images_seen / max(wall, 1e-9),
                       loss=sum(loss_window) / len(loss_window), device=str(device),
                       threads=threads)
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                     aug_g: torch.Generator, step: int, total: int,
+                     loss_window: list[float]) -> None:
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+             "total": total, "augment_rng": aug_g.get_state(),
+             "global_rng": torch.get_rng_state(), "loss_window": loss_window}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a kill never leaves half a checkpoint
+
+
+def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+             aug_g: torch.Generator, total: int) -> tuple[int, list[float]]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["total"] != total:
+            raise ValueError(f"it is for {state['total']} steps, this training has {total}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except Exception as err:  # damaged, or from other settings: the run cannot use it
+        raise UserError(f"cannot resume training from this checkpoint ({err}); delete it "
+                        "to start the training again", str(path)) from None
+    aug_g.set_state(state["augment_rng"])
+    torch.set_rng_state(state["global_rng"])
+    return int(state["step"]), list(state["loss_window"])
 
 
 @torch.no_grad()

@@ -178,3 +178,40 @@ def test_search_then_netadapt_in_one_run_on_ray(tmp_path: Path) -> None:
     start = json.loads((run / "netadapt" / "iter_0" / "arch.json").read_text())
     assert start == json.loads((run / "search" / "best.json").read_text())
     assert "pre-training the starting network" in out.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_search_of_a_pipeline_then_resume(tmp_path: Path) -> None:
+    """search -> netadapt, killed in the search: the resumed run's trials.csv and
+    history.csv equal an uninterrupted run's."""
+    extra = "stages: [search, netadapt]\n"
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for folder in (whole, killed):
+        exp = write_exp(folder, extra=extra)
+        exp.write_text(exp.read_text().replace("  start: net\n", "")
+                       .replace("num_trials: 2", "num_trials: 4"))
+    subprocess.run([NAS, "search", str(whole / "shrink.yaml")], check=True,
+                   capture_output=True, timeout=600)
+    proc = subprocess.Popen([NAS, "search", str(killed / "shrink.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, log = time.time() + 300, None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((killed / "shrink").glob("*/search/trials.csv"))
+        if found and found[0].read_text().count("\n") >= 3:  # header + 2 trials
+            log = found[0]
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert log is not None, "the run ended before it could be killed"
+    run = the_run(killed)
+    assert not (run / "netadapt").exists()
+    out = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ref = the_run(whole)
+    trial_keys = ["trial_id", "decisions", "arch_hash", "accuracy", "reward", "status"]
+    assert pd.read_csv(run / "search" / "trials.csv")[trial_keys].equals(
+        pd.read_csv(ref / "search" / "trials.csv")[trial_keys])
+    keys = ["iteration", "proposal", "width_after", "latency_ms", "accuracy", "chosen"]
+    assert pd.read_csv(run / "netadapt" / "history.csv")[keys].equals(
+        pd.read_csv(ref / "netadapt" / "history.csv")[keys])

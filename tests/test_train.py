@@ -183,3 +183,48 @@ def test_cuda_without_a_gpu_is_a_user_error(splits) -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(UserError, match="train.device: cuda requested"):
         train(build_seeded(tiny_arch(), 0), splits, TrainConfig(steps=1, device="cuda"), 0)
+
+
+@pytest.mark.parametrize("kill_at", [3, 8, 17])  # mid-epoch, at an epoch edge (9/epoch), late
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(
+        splits, tmp_path, monkeypatch, kill_at) -> None:
+    # 270 training images / 32 = 8 full batches an epoch: 20 steps cross two epochs
+    cfg = TrainConfig(steps=20, batch_size=32, bn_recalibration=2, **CPU)
+    whole = build_seeded(tiny_arch(), 4)
+    train(whole, splits, cfg, 4, log=lambda _: None)
+
+    import nas.train as trainer
+
+    real = trainer.learning_rate
+
+    def dies(c, step, total):
+        if step == kill_at:
+            raise KeyboardInterrupt  # the kill
+        return real(c, step, total)
+
+    ckpt = tmp_path / "train_checkpoint.pt"
+    model = build_seeded(tiny_arch(), 4)
+    monkeypatch.setattr(trainer, "learning_rate", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, splits, cfg, 4, log=lambda _: None, checkpoint=ckpt, checkpoint_every=3)
+    assert ckpt.is_file()
+    monkeypatch.setattr(trainer, "learning_rate", real)
+    logs: list[str] = []
+    resumed = build_seeded(tiny_arch(), 99)  # its own init is overwritten by the checkpoint
+    train(resumed, splits, cfg, 4, log=logs.append, checkpoint=ckpt, checkpoint_every=3)
+    assert any(f"resuming training at step {kill_at // 3 * 3 + 1}/20" in m for m in logs)
+    assert not ckpt.exists()
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_from_other_settings_is_a_user_error(splits, tmp_path) -> None:
+    ckpt = tmp_path / "train_checkpoint.pt"
+    cfg = TrainConfig(steps=4, batch_size=32, bn_recalibration=0, **CPU)
+    import nas.train as trainer
+
+    model = build_seeded(tiny_arch(), 1)
+    opt = trainer._optimizer(model, cfg)
+    trainer._save_checkpoint(ckpt, model, opt, torch.Generator(), 2, 99, [])
+    with pytest.raises(UserError, match="for 99 steps, this training has 4"):
+        train(build_seeded(tiny_arch(), 1), splits, cfg, 1, checkpoint=ckpt)
