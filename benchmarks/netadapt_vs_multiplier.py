@@ -125,7 +125,8 @@ def main() -> None:
     start_val = step(Job("start", arch, start_w, None, 0)).accuracy
     start_test = test_accuracy(arch, start_w, splits.test)
     L0 = latency(arch)
-    print(f"start: {L0:.3f} ms ({args.latency}; table {table_ms(arch):.3f} ms), val {start_val:.4f}, test {start_test:.4f}", flush=True)
+    print(f"start: {L0:.3f} ms ({args.latency}; table {table_ms(arch):.3f} ms), "
+          f"val {start_val:.4f}, test {start_test:.4f}", flush=True)
 
     rows, iters = [], []
     for seed in args.seeds:
@@ -183,8 +184,10 @@ def main() -> None:
         print("\nper iteration (chosen proposal):")
         it = pd.DataFrame(iters)
         print(it.to_string(index=False))
-        print(f"\nmeasured drop / delta: median {statistics.median(it['measured_drop_ms'] / it['delta_ms']):.2f}; "
-              f"model drop / delta: median {statistics.median(it['drop_ms'] / it['delta_ms']):.2f}; "
+        measured = statistics.median(it["measured_drop_ms"] / it["delta_ms"])
+        model_drop = statistics.median(it["drop_ms"] / it["delta_ms"])
+        print(f"\nmeasured drop / delta: median {measured:.2f}; "
+              f"model drop / delta: median {model_drop:.2f}; "
               f"wall per iteration: median {statistics.median(it['wall_s']):.0f} s")
     frame.to_csv(out / "results.csv", index=False)
     pd.DataFrame(iters).to_csv(out / "iterations.csv", index=False)

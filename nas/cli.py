@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("export", help="write a network as Arch JSON, ONNX or a torch.export program")
+    p = sub.add_parser("export",
+                       help="write a network as Arch JSON, ONNX or a torch.export program")
     p.add_argument("source", help="run directory (its final/), a folder with arch.json "
                                   "(+ weights.pt), an Arch JSON file or a reference net")
     p.add_argument("--format", choices=("json", "onnx", "pt2"), required=True)

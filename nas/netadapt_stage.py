@@ -13,15 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from latency.measure import compute_lock
 from latency.model import LatencyModel
 from nas.config import ExperimentConfig, NetAdaptSection
 from nas.data import Splits
 from nas.export import read_weights
 from nas.raytune import run_jobs_ray
-from nas.train import TrainConfig, TrialError, Threads, build_seeded, evaluate, train, wanted_threads
+from nas.train import (Threads, TrainConfig, TrialError, build_seeded, evaluate, train,
+                       wanted_threads)
 from netadapt.jobs import Executor, Job, JobResult, Step, inline_executor
 from netadapt.loop import NetAdapt, NetAdaptResult, load_weights, save_weights
 from search_spaces.arch import Arch, load_arch

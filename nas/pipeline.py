@@ -7,22 +7,20 @@ before the run directory is created, so a bad input leaves no half-written run.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
-
-from dataclasses import asdict
 
 from latency.measure import compute_lock
 from latency.model import LatencyModel, make_model
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.data import Splits, load_data
+from nas.final import export_stage, final_train
+from nas.netadapt_stage import netadapt_stage, resolve_start
 from nas.raytune import run_ray
+from nas.report import write_report
 from nas.rewards import Reward, make_reward
 from nas.rundir import RunDir
-from nas.final import export_stage, final_train
-from nas.report import write_report
-from nas.netadapt_stage import netadapt_stage, resolve_start
 from nas.search import SearchCore, TrialOutcome, run_inline
 from nas.strategies import make_strategy
 from nas.train import TrialError, train_and_evaluate
