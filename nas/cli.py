@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -298,17 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; a user mistake prints one line and returns 2."""
     args = build_parser().parse_args(argv)
-    if argv is None and threading.current_thread() is threading.main_thread():
-        # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C, so a local Ray and
-        # its workers are shut down instead of orphaned; the run stays resumable.
-        signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except UserError as err:
