@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import torch
 
 
@@ -32,3 +35,23 @@ def fill_by_order(model: torch.nn.Module, seed: int = 0) -> None:
 def fixed_input(resolution: int, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(1, 3, resolution, resolution, generator=g)
+
+
+def kill_once_logged(proc: subprocess.Popen, folder: Path, pattern: str, lines: int,
+                     timeout: float = 300) -> Path | None:
+    """SIGKILL `proc` as soon as a file matching `pattern` under `folder` has at least
+    `lines` lines; the file, or None when the process ended (or time ran out) first."""
+    import signal
+    import time
+
+    found = None
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        files = list(folder.glob(pattern))
+        if files and files[0].read_text().count("\n") >= lines:
+            found = files[0]
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return found

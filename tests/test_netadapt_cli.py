@@ -4,16 +4,15 @@ writes, bad inputs, kill -9 and resume, the search -> netadapt pipeline, Ray."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+from helpers import kill_once_logged
 from nas.cli import main
 from search_spaces.builder import build_model
 from search_spaces.transforms import with_width_multiplier
@@ -143,15 +142,8 @@ def test_kill_9_during_netadapt_then_resume_equals_an_uninterrupted_run(tmp_path
                    timeout=600)
     proc = subprocess.Popen([NAS, "netadapt", str(write_exp(killed))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, progress = time.time() + 300, None
-    while time.time() < deadline and proc.poll() is None:  # kill inside iteration 2
-        found = list((killed / "shrink").glob("*/netadapt/iter_2/proposals.csv"))
-        if found and found[0].read_text().count("\n") >= 2:
-            progress = found[0]
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # kill inside iteration 2, once a proposal of it has finished
+    progress = kill_once_logged(proc, killed / "shrink", "*/netadapt/iter_2/proposals.csv", 2)
     assert progress is not None, "the run ended before it could be killed"
     run = the_run(killed)
     out = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
@@ -194,15 +186,7 @@ def test_kill_9_during_the_search_of_a_pipeline_then_resume(tmp_path: Path) -> N
                    capture_output=True, timeout=600)
     proc = subprocess.Popen([NAS, "search", str(killed / "shrink.yaml")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, log = time.time() + 300, None
-    while time.time() < deadline and proc.poll() is None:
-        found = list((killed / "shrink").glob("*/search/trials.csv"))
-        if found and found[0].read_text().count("\n") >= 3:  # header + 2 trials
-            log = found[0]
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    log = kill_once_logged(proc, killed / "shrink", "*/search/trials.csv", 3)  # 2 trials
     assert log is not None, "the run ended before it could be killed"
     run = the_run(killed)
     assert not (run / "netadapt").exists()

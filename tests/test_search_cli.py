@@ -2,15 +2,14 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from helpers import kill_once_logged
 from nas.cli import main
 
 NAS = str(Path(sys.executable).parent / "nas")
@@ -124,16 +123,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
                    capture_output=True, env=env(), timeout=600)
     proc = subprocess.Popen([NAS, "search", str(write_exp(killed_dir, trials=trials))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
-    log = None
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill once a few trials are logged
-        runs = list((killed_dir / "tiny").glob("*/search/trials.csv"))
-        if runs and runs[0].read_text().count("\n") >= 4:
-            log = runs[0]
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # kill once a few trials are logged
+    log = kill_once_logged(proc, killed_dir / "tiny", "*/search/trials.csv", 4)
     assert log is not None
     done = pd.read_csv(log)
     assert 3 <= len(done) < trials
@@ -176,15 +167,7 @@ def test_kill_9_then_resume_on_ray_loses_and_repeats_nothing(tmp_path):
     proc = subprocess.Popen([NAS, "search", str(write_exp(tmp_path, trials=trials,
                                                           executor="ray"))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
-    log, deadline = None, time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        runs = list((tmp_path / "tiny").glob("*/search/trials.csv"))
-        if runs and runs[0].read_text().count("\n") >= 3:
-            log = runs[0]
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    log = kill_once_logged(proc, tmp_path / "tiny", "*/search/trials.csv", 3)
     assert log is not None, "the run ended before it could be killed"
     before = pd.read_csv(log)
     out = subprocess.run([NAS, "resume", str(log.parent.parent)], capture_output=True,
