@@ -84,9 +84,9 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     if final.init == "netadapt" and weights is None:
         raise UserError("final.init: netadapt needs NetAdapt's weights (netadapt/final), "
                         "but the network comes from the search", str(run.config_path))
-    cfg = replace(cfg_train, lr=final.lr or cfg_train.lr,
-                  epochs=final.epochs if final.epochs or final.steps else cfg_train.epochs,
-                  steps=final.steps if final.epochs or final.steps else cfg_train.steps)
+    cfg = replace(cfg_train, lr=final.lr or cfg_train.lr)
+    if final.epochs or final.steps:  # the final budget replaces train:'s as a whole
+        cfg = replace(cfg, epochs=final.epochs, steps=final.steps)
     start = time.perf_counter()
     model = build_seeded(arch, seed)
     if final.init == "netadapt":

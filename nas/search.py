@@ -17,6 +17,7 @@ from typing import Any, Callable
 from nas.rewards import Reward
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
 from nas.strategies import Strategy
+from netadapt.jobs import error_line
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.counting import count
@@ -241,7 +242,7 @@ def guarded(train_fn: Callable[[Arch, int], TrialOutcome], arch: Arch, seed: int
     try:
         return train_fn(arch, seed)
     except Exception as err:  # e.g. out of memory for one oversized child
-        return TrialOutcome(None, f"{type(err).__name__}: {err}".splitlines()[0][:300])
+        return TrialOutcome(None, error_line(err))
 
 
 def run_inline(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], seed: int) -> None:

@@ -51,14 +51,18 @@ class Executor(Protocol):
     def __call__(self, jobs: Sequence[Job], on_result: OnResult) -> None: ...
 
 
+def error_line(err: BaseException) -> str:
+    """An exception as the one line a results table records."""
+    return f"{type(err).__name__}: {err}".splitlines()[0][:300]
+
+
 def run_guarded(step: Step, job: Job) -> JobResult:
     """`step(job)`, with an exception turned into a failed result (one line)."""
     start = time.perf_counter()
     try:
         result = step(job)
     except Exception as err:  # a broken proposal must not end the whole run
-        return JobResult(None, f"{type(err).__name__}: {err}".splitlines()[0],
-                         time.perf_counter() - start)
+        return JobResult(None, error_line(err), time.perf_counter() - start)
     return result
 
 

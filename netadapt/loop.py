@@ -129,7 +129,8 @@ class NetAdapt:
         while self._complete(k + 1):
             k += 1
         cur = load_arch(self._iter(k, "arch.json"))
-        cur_ms, cur_acc = self._metrics(k)["latency_ms"], self._metrics(k)["accuracy"]
+        last = self._metrics(k)
+        cur_ms, cur_acc = last["latency_ms"], last["accuracy"]
         self.log(f"netadapt: L0 {start_ms:.3f} ms, target {target:.3f} ms, delta {delta:.4f} ms"
                  + (f"; resuming after iteration {k} ({cur_ms:.3f} ms)" if k else ""))
         while cur_ms > target and k < self.cfg.max_iterations:
