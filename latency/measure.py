@@ -12,6 +12,14 @@ the mean: an operator timed alone runs with hot caches and a sum of such timings
 under-predicts a whole network by 10-30% at 32x32 on this 2-core CPU, while the
 round-robin sum lands within a few percent (BENCHMARKS.md, issue 3).
 
+Why a steady allocator: torch's CPU tensors come from malloc, and glibc hands large
+blocks back to the kernel (mmap threshold, heap trimming) depending on what was freed
+before. A 10 MB activation then costs thousands of page faults on some runs and none
+on others: at 224x224 the same network measured 16 ms alone and 25-32 ms timed among
+others (1.3M minor faults), and tables over-predicted the largest networks by 50-70%.
+`steady_allocator()` makes glibc keep freed memory, as a deployment runtime's arena
+does, so every run sees warm pages (BENCHMARKS.md, issue 3).
+
 Why a lock: timing that overlaps with other timing or training measures the overlap.
 `timing_lock()` serialises timing within this process (threads) and across processes
 on this machine (an exclusive `flock`); training code takes `compute_lock()` (shared),
@@ -20,6 +28,8 @@ so training runs may overlap each other but never a timing.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import io
 import os
@@ -174,9 +184,36 @@ def compute_lock(timeout: float | None = None) -> Iterator[None]:
         handle.close()
 
 
+_ALLOCATOR: str | None = None
+
+
+def steady_allocator() -> str:
+    """Make glibc malloc keep freed memory in the process (once per process).
+
+    Returns the allocator mode recorded in table metadata: `retain` when set (or
+    `system` where there is no glibc `mallopt`, e.g. macOS or musl).
+    """
+    global _ALLOCATOR
+    if _ALLOCATOR is None:
+        _ALLOCATOR = "system"
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name) if name else None
+            mallopt = getattr(libc, "mallopt", None)
+        except OSError:
+            mallopt = None
+        # M_MMAP_THRESHOLD (-3): blocks under 32 MB (glibc's maximum) come from the
+        # heap, not fresh mmaps; M_TRIM_THRESHOLD (-1): keep up to 1 GB of free heap.
+        if mallopt is not None and mallopt(-3, 32 << 20) == 1 and mallopt(-1, 1 << 30) == 1:
+            _ALLOCATOR = "retain"
+    return _ALLOCATOR
+
+
 @contextmanager
 def timing_session(protocol: Protocol, timeout: float | None = None) -> Iterator[None]:
-    """Hold the timing lock, fix the thread count (restored after) and inference mode."""
+    """Hold the timing lock, fix the thread count (restored after) and inference mode,
+    with a steady allocator."""
+    steady_allocator()
     with timing_lock(timeout):
         old = torch.get_num_threads()
         torch.set_num_threads(protocol.threads)

@@ -18,7 +18,8 @@ from typing import Sequence, TextIO
 
 import torch
 
-from latency.measure import Protocol, Runner, measure_archs, prepare, time_interleaved
+from latency.measure import (Protocol, Runner, measure_archs, prepare, steady_allocator,
+                             time_interleaved)
 from latency.missing import machine_id
 from latency.model import TableModel
 from latency.shrink import random_shrink, shrink_variants
@@ -35,7 +36,7 @@ from search_spaces.transforms import with_input
 # (the repeat count may differ: each row records its own `count`).
 IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "resolution", "stem_stride", "num_classes",
                  "channel_step", "backend", "device", "threads", "clock", "warmup",
-                 "percentile")
+                 "percentile", "allocator")
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def build_meta(coverage: Coverage, protocol: Protocol, channel_step: int) -> dic
     meta = {"device": protocol.device, **machine_id(), "backend": protocol.backend,
             "threads": str(protocol.threads), "batch": "1", "warmup": str(protocol.warmup),
             "repeats": str(protocol.repeats), "percentile": f"{protocol.percentile:g}",
-            "clock": protocol.effective_clock,
+            "clock": protocol.effective_clock, "allocator": steady_allocator(),
             "torch": torch.__version__}
     if protocol.backend == "onnxruntime":
         import onnxruntime

@@ -24,7 +24,7 @@ from nas.train import (Threads, TrainConfig, TrialError, build_seeded, evaluate,
 from netadapt.jobs import Executor, Job, JobResult, Step, inline_executor
 from netadapt.loop import NetAdapt, NetAdaptResult, load_weights, save_weights
 from search_spaces.arch import Arch, load_arch
-from search_spaces.builder import build_model
+from search_spaces.builder import check_state
 from search_spaces.errors import UserError
 from search_spaces.reference import load_reference, reference_names
 from search_spaces.transforms import with_input
@@ -73,17 +73,7 @@ def resolve_start(cfg: ExperimentConfig, num_classes: int,
 
 def check_weights(arch: Arch, path: Path) -> None:
     """`path` must hold a state dict for `arch` (a UserError naming the file if not)."""
-    state = read_weights(path)
-    expected = build_model(arch).state_dict()
-    for name, tensor in expected.items():
-        if name not in state:
-            raise UserError(f"key '{name}' missing (weights for another network?)", str(path))
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise UserError(f"key '{name}' has shape {tuple(state[name].shape)}, the "
-                            f"network {tuple(tensor.shape)}", str(path))
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise UserError(f"unexpected key '{extra[0]}' (weights for another network?)", str(path))
+    check_state(arch, read_weights(path), str(path))
 
 
 def make_step(splits: Splits, train_cfg: TrainConfig, na: NetAdaptSection) -> Step:

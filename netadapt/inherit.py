@@ -14,7 +14,7 @@ from torch import Tensor
 
 from latency.shrink import STEM, group_width, residual_groups
 from search_spaces.arch import Arch, chain_problems
-from search_spaces.builder import build_model
+from search_spaces.builder import check_state, state_shapes
 from search_spaces.errors import UserError
 
 # A width node: ("group", g) for residual group g of `residual_groups(arch)`, ("mid", i)
@@ -86,12 +86,6 @@ def _producers(arch: Arch, node: Node) -> list[str]:
              "head": "head.conv.0.weight", "hidden": "head.hidden.0.weight"}[node[0]]]
 
 
-def _shapes(arch: Arch) -> dict[str, torch.Size]:
-    # Built on the meta device: shapes only, no memory or init time for the weights.
-    with torch.device("meta"):
-        return {k: v.shape for k, v in build_model(arch).state_dict().items()}
-
-
 def _check_narrowing(old: Arch, new: Arch) -> None:
     """UserError naming the first field where `new` is not a narrowing of `old`."""
     def same(where: str, a: object, b: object) -> None:
@@ -132,25 +126,12 @@ def _check_narrowing(old: Arch, new: Arch) -> None:
         raise UserError(f"{problems[0]} in the new arch")
 
 
-def _check_state(old: Arch, state: Mapping[str, Tensor]) -> None:
-    expected = _shapes(old)
-    for key, shape in expected.items():
-        if key not in state:
-            raise UserError(f"state dict: missing '{key}' of the old arch")
-        if state[key].shape != shape:
-            raise UserError(f"state dict: '{key}' has shape {tuple(state[key].shape)}, "
-                            f"the old arch needs {tuple(shape)}")
-    extra = [k for k in state if k not in expected]
-    if extra:
-        raise UserError(f"state dict: unexpected '{extra[0]}' for the old arch")
-
-
 def keep_indices(old: Arch, state: Mapping[str, Tensor], new: Arch) -> dict[Node, Tensor]:
     """Sorted indices of the channels kept, for every width node narrowed from `old` to
     `new`: the largest L2-norm filters (a residual group ranks by the sum over its
     producers, since all of them write the same channels)."""
     _check_narrowing(old, new)
-    _check_state(old, state)
+    check_state(old, state)
     before, after = _widths(old), _widths(new)
     keep: dict[Node, Tensor] = {}
     for node, width in after.items():
@@ -169,7 +150,7 @@ def inherit(old: Arch, state: Mapping[str, Tensor], new: Arch) -> dict[str, Tens
     keep = keep_indices(old, state, new)
     roles = {prefix: (out, inp) for prefix, out, inp in _modules(new)}
     out_state: dict[str, Tensor] = {}
-    for key, shape in _shapes(new).items():
+    for key, shape in state_shapes(new).items():
         prefix, _ = key.rsplit(".", 1)
         if prefix not in roles:
             raise AssertionError(f"no slicing rule for '{key}'")

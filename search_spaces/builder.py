@@ -150,6 +150,29 @@ def build_model(arch: Arch) -> Network:
     return Network(arch)
 
 
+def state_shapes(arch: Arch) -> dict[str, torch.Size]:
+    """The shape of every state-dict entry of `arch`'s model."""
+    # Built on the meta device: shapes only, no memory or init time for the weights.
+    with torch.device("meta"):
+        return {k: v.shape for k, v in build_model(arch).state_dict().items()}
+
+
+def check_state(arch: Arch, state: Mapping[str, torch.Tensor],
+                source: str | None = None) -> None:
+    """`state` must be a state dict for `arch`: a UserError naming the first key that
+    is missing, of another shape, or unexpected (and `source`, the file, if given)."""
+    expected = state_shapes(arch)
+    for key, shape in expected.items():
+        if key not in state:
+            raise UserError(f"key '{key}' missing (weights for another network?)", source)
+        if tuple(state[key].shape) != tuple(shape):
+            raise UserError(f"key '{key}' has shape {tuple(state[key].shape)}, the network "
+                            f"{tuple(shape)}", source)
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise UserError(f"unexpected key '{extra[0]}' (weights for another network?)", source)
+
+
 def load_by_order(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
                   source: str = "<state dict>") -> None:
     """Load a state dict whose entries match `model`'s by position and shape.

@@ -270,9 +270,9 @@ def test_bad_state_dict_names_the_key() -> None:
     new = with_width_multiplier(arch, 0.5)
     state = dict(build_model(arch).state_dict())
     key = "layers.4.body.se.reduce.bias"
-    with pytest.raises(UserError, match=f"missing '{key}'"):
+    with pytest.raises(UserError, match=f"key '{key}' missing"):
         inherit(arch, {k: v for k, v in state.items() if k != key}, new)
     with pytest.raises(UserError, match=f"'{key}' has shape \\(3,\\)"):
         inherit(arch, {**state, key: torch.zeros(3)}, new)
-    with pytest.raises(UserError, match="unexpected 'module.extra'"):
+    with pytest.raises(UserError, match="unexpected key 'module.extra'"):
         keep_indices(arch, {**state, "module.extra": torch.zeros(1)}, new)
