@@ -278,6 +278,7 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
              "total": total, "augment_rng": aug_g.get_state(),
              "global_rng": torch.get_rng_state(), "loss_window": loss_window}
     tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # e.g. final/, before anything else is in it
     torch.save(state, tmp)
     tmp.replace(path)  # a kill never leaves half a checkpoint
 

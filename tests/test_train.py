@@ -202,7 +202,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(
             raise KeyboardInterrupt  # the kill
         return real(c, step, total)
 
-    ckpt = tmp_path / "train_checkpoint.pt"
+    ckpt = tmp_path / "final" / "train_checkpoint.pt"  # a folder not made yet, as final/ is
     model = build_seeded(tiny_arch(), 4)
     monkeypatch.setattr(trainer, "learning_rate", dies)
     with pytest.raises(KeyboardInterrupt):
