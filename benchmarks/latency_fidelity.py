@@ -82,7 +82,7 @@ def main() -> None:
     print(f"machine: {platform.machine()} {cpu_model()}, {os.cpu_count()} cores; torch backend, "
           f"{args.threads} thread(s), batch 1, {args.samples} networks per row")
     head = (f"{'space':<12} {'res':>4} {'rows':>5} {'build':>7} {'within10 raw/cal':>17} "
-            f"{'MAPE raw/cal':>14} {'Spearman raw/cal':>17} {'noise':>6} {'scale':>6} "
+            f"{'MAPE raw/cal':>14} {'Spearman raw/cal':>17} {'level fit':>16} {'noise':>6} {'scale':>6} "
             f"{'predict':>8} {'load':>10}")
     print(head)
     print("-" * len(head))
@@ -93,6 +93,7 @@ def main() -> None:
               f"{100 * raw['within_10pct']:>7.0f}% /{100 * cal['within_10pct']:>4.0f}% "
               f"{100 * raw['mape']:>6.1f}% /{100 * cal['mape']:>4.1f}% "
               f"{raw['spearman']:>8.3f} /{cal['spearman']:>6.3f} "
+              f"{100 * r['level_fitted']['within_10pct']:>4.0f}% x{r['level_fitted']['scale']:.3f} "
               f"{100 * r['noise_within_10pct']:>5.0f}% {scale:>6.3f} {r['predict_us']:>6.0f}us "
               f"{r['loadavg_1min'][0]:>4.1f}-{r['loadavg_1min'][1]:<4.1f}")
     if args.json:

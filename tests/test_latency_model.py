@@ -198,3 +198,27 @@ def test_check_refuses_a_table_from_another_device() -> None:
     table = fake_table(arch, {"backend": "", "device": "pixel4", "threads": "1"})
     with pytest.raises(UserError, match="has no 'backend' metadata"):
         run_check(table, resolve_coverage("mobilenetv3", 16, 1, 10), samples=2)
+
+
+def test_check_separates_the_level_from_the_shape(monkeypatch) -> None:
+    # Every network "measures" 1.25x its sum of rows (with a little per-net noise): the
+    # raw prediction misses the band, one level fitted on the networks recovers it.
+    import latency.check as check
+    from latency.measure import Timing
+    from latency.profiler import Coverage
+
+    arch = tiny_arch()
+    table = fake_table(arch, {"se_gate": arch.se.gate, "backend": "torch", "device": "cpu",
+                              "threads": "1"})
+    model = TableModel(table, policy="interpolate", calibrated=False)
+    wobble = iter([1.0, 1.02, 0.98, 1.01] * 10)
+
+    def fake_measure(archs, protocol):
+        return [Timing(1.25 * model.predict(a).raw_ms * next(wobble), 0.0, 1) for a in archs]
+
+    monkeypatch.setattr(check, "measure_archs", fake_measure)
+    result = check.run_check(table, Coverage("tiny", arch=arch), samples=4)
+    assert result["raw"]["within_10pct"] == 0
+    assert result["level_fitted"]["within_10pct"] == 1
+    assert result["level_fitted"]["scale"] == pytest.approx(1.25, rel=0.03)
+    assert "(level fit)" in check.format_report(result)
