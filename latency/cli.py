@@ -1,4 +1,4 @@
-"""`nas latency build | check | export-ops | predict`: the latency commands."""
+"""`nas latency build | check | calibrate | export-ops | predict`: the latency commands."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from latency.measure import BACKENDS, CLOCKS, DEVICES, Protocol
 from latency.missing import POLICIES
 from latency.model import TableModel
-from latency.profiler import Coverage, build, resolve_coverage
+from latency.profiler import Coverage, build, recalibrate, resolve_coverage
 from latency.table import LatencyTable
 from search_spaces.errors import UserError
 from search_spaces.factorized import SPACE_NAMES
@@ -75,6 +75,16 @@ def _check(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2) if args.json else format_report(result))
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    table = LatencyTable.load(args.table)
+    before = table.calibration
+    cal = recalibrate(table, _table_coverage(table, args), args.networks, args.seed,
+                      args.channel_step)
+    was = f"was {before.scale:.4f} * sum + {before.offset_ms:.4f}" if before else "had none"
+    print(f"{args.table}: calibration ms = {cal.scale:.4f} * sum + {cal.offset_ms:.4f} "
+          f"(fitted on {cal.networks} networks measured now; {was})")
+
+
 def _export(args: argparse.Namespace) -> None:
     from latency.export_ops import export_ops
 
@@ -96,7 +106,8 @@ def _predict(args: argparse.Namespace) -> None:
 
 def add_latency_commands(sub: argparse._SubParsersAction) -> None:
     """Register `nas latency ...` on the `nas` parser's subcommands."""
-    lat = sub.add_parser("latency", help="latency tables: build, check, export-ops, predict")
+    lat = sub.add_parser("latency",
+                         help="latency tables: build, check, calibrate, export-ops, predict")
     cmds = lat.add_subparsers(dest="latency_command", required=True, metavar="COMMAND")
 
     p = cmds.add_parser("build", help="time every operator a space can reach into a table")
@@ -127,6 +138,15 @@ def add_latency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, help="timed rounds (default: the table's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_check)
+
+    p = cmds.add_parser("calibrate", help="re-fit a table's calibration on networks "
+                                          "measured now (the machine's level drifts)")
+    p.add_argument("--table", required=True)
+    _coverage_args(p, required=False)
+    p.add_argument("--networks", type=int, default=20,
+                   help="networks measured end to end, twice (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_calibrate)
 
     p = cmds.add_parser("export-ops", help="ONNX model per operator + template.csv for a device")
     _coverage_args(p, required=True)

@@ -95,6 +95,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def require_this_machine(table: LatencyTable, what: str) -> None:
+    """A UserError unless `table` was built on this machine (its `host` and `cpu`)."""
+    for key, value in machine_id().items():
+        if table.meta.get(key) != value:
+            raise UserError(f"{what} needs the machine the table was built on "
+                            f"(table {key}: '{table.meta.get(key, '')}', here: '{value}')",
+                            table.source)
+
+
 def table_protocol(table: LatencyTable) -> Protocol:
     """The protocol a table was built with, from its metadata (defaults otherwise)."""
     m = table.meta
@@ -113,12 +122,7 @@ def measure_missing(table: LatencyTable, missing: Sequence[Signature],
                     context: Sequence[Signature], se_gate: str) -> None:
     """Time `missing` on this machine, interleaved with `context` (the rest of the
     network, so caches are in the state they have inside it), and append the rows."""
-    here = machine_id()
-    for key, value in here.items():
-        if table.meta.get(key) != value:
-            raise UserError(f"policy 'measure' needs the machine the table was built on "
-                            f"(table {key}: '{table.meta.get(key, '')}', here: '{value}')",
-                            table.source)
+    require_this_machine(table, "policy 'measure'")
     protocol = table_protocol(table)
     protocol.check()
     todo = list(dict.fromkeys(missing))

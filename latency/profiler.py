@@ -20,7 +20,7 @@ import torch
 
 from latency.measure import (Protocol, Runner, measure_archs, prepare, steady_allocator,
                              time_interleaved)
-from latency.missing import machine_id
+from latency.missing import machine_id, require_this_machine, table_protocol
 from latency.model import TableModel
 from latency.shrink import random_shrink, shrink_variants
 from latency.signature import Signature, build_op, signatures
@@ -285,3 +285,22 @@ def build(coverage: Coverage, out: Path, protocol: Protocol, channel_step: int =
         table.save()
     return table
 
+
+
+def recalibrate(table: LatencyTable, coverage: Coverage, networks: int = 20, seed: int = 0,
+                channel_step: int = 8) -> Calibration:
+    """Re-fit `table`'s calibration on `networks` fresh networks measured now with its
+    own protocol, and save it: the level of a shared machine drifts (BENCHMARKS.md),
+    so re-anchor a table on the day it is used."""
+    if networks < 1:
+        raise UserError(f"--networks must be >= 1, got {networks}")
+    require_this_machine(table, "calibrate")
+    protocol = table_protocol(table)
+    protocol.check()
+    # Its own seed stream, apart from the build's and the check's defaults.
+    rng = random.Random(2_000_003 + seed)
+    archs = [a for a, _ in coverage.sample(networks, rng, channel_step)]
+    cal = fit_calibration(table, archs, protocol)
+    table.set_calibration(cal)
+    table.save()
+    return cal

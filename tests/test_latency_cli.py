@@ -43,6 +43,13 @@ def test_build_predict_check_on_an_arch(tmp_path: Path, capsys: pytest.CaptureFi
     text = capsys.readouterr().out
     assert "noise floor" in text and "worst cases:" in text and "calibrated" in text
 
+    before = LatencyTable.load(table).calibration
+    assert main(["latency", "calibrate", "--table", str(table), "--networks", "3"]) == 0
+    assert "fitted on 3 networks measured now; was" in capsys.readouterr().out
+    after = LatencyTable.load(table)
+    assert after.calibration.networks == 3 and after.calibration.nets != before.nets
+    assert len(after) == n_rows  # the rows are kept as they were
+
 
 def test_predict_the_documented_example(capsys: pytest.CaptureFixture) -> None:
     assert main(["latency", "predict", "--table", str(EXAMPLE_TABLE), str(EXAMPLE_ARCH)]) == 0
@@ -93,3 +100,14 @@ def test_space_table_build_and_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     result = json.loads(capsys.readouterr().out)
     assert result["samples"] == 6 and result["coverage"] == "mobilenetv3"
     assert result["interpolated_nets"] >= 1  # shrunk networks need rows the space lacks
+
+
+def test_calibrate_refuses_a_table_not_timed_here(capsys: pytest.CaptureFixture) -> None:
+    # The documented example was "built" on another machine (its `cpu`, no `host`).
+    before = EXAMPLE_TABLE.read_text()
+    assert main(["latency", "calibrate", "--table", str(EXAMPLE_TABLE)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "calibrate needs the machine the table was built on" in err
+    assert EXAMPLE_TABLE.read_text() == before
+    assert main(["latency", "calibrate", "--table", str(EXAMPLE_TABLE), "--networks", "0"]) == 2
+    assert "--networks must be >= 1" in capsys.readouterr().err
