@@ -8,8 +8,12 @@
 from __future__ import annotations
 
 import platform
+import weakref
+from itertools import combinations
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from latency.measure import DEVICES, Protocol, prepare, time_interleaved
 from latency.signature import Signature, build_op
@@ -29,10 +33,26 @@ def missing_error(table: LatencyTable, sig: Signature) -> UserError:
 
 # ------------------------------------------------------------------ interpolate
 
-def _same_shape(a: Signature, b: Signature) -> bool:
-    return (a.op, a.input_hw, a.kernel, a.stride, a.act, a.skip,
-            a.exp_ch > 0, a.se_ch > 0) == (b.op, b.input_hw, b.kernel, b.stride, b.act, b.skip,
-                                          b.exp_ch > 0, b.se_ch > 0)
+def _shape(sig: Signature) -> tuple:
+    """Everything but the channel counts (and whether it has an expansion and an SE)."""
+    return (sig.op, sig.input_hw, sig.kernel, sig.stride, sig.act, sig.skip,
+            sig.exp_ch > 0, sig.se_ch > 0)
+
+
+# table -> (its row count when indexed, rows by shape); rebuilt when rows are added.
+_INDEX: "weakref.WeakKeyDictionary[LatencyTable, tuple[int, dict[tuple, list[Row]]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _same_shape_rows(table: LatencyTable, sig: Signature) -> list[Row]:
+    cached = _INDEX.get(table)
+    if cached is None or cached[0] != len(table.rows):
+        index: dict[tuple, list[Row]] = {}
+        for row in table.rows.values():
+            index.setdefault(_shape(row.sig), []).append(row)
+        cached = (len(table.rows), index)
+        _INDEX[table] = cached
+    return cached[1].get(_shape(sig), [])
 
 
 def _work(sig: Signature) -> float:
@@ -47,10 +67,11 @@ def interpolate(table: LatencyTable, sig: Signature) -> float | None:
     """Latency of `sig` from rows of the same shape, or None if there are none.
 
     Between a row with all channel counts <= the target and one with all >= (the
-    closest such pair), linear in MACs; with no bracketing pair, extrapolate along
-    the two closest rows (proportionally from a single row).
+    closest such pair), linear in MACs. With no bracketing pair (narrower or wider
+    than the rows in some width), a fit over all rows of the shape (`family_fit`):
+    extrapolating along two neighbouring rows went wrong by up to 10x at 224x224.
     """
-    rows = [r for r in table.rows.values() if _same_shape(r.sig, sig)]
+    rows = _same_shape_rows(table, sig)
     if not rows:
         return None
     target = _work(sig)
@@ -60,15 +81,55 @@ def interpolate(table: LatencyTable, sig: Signature) -> float | None:
         lo = max(below, key=lambda r: (_work(r.sig), -r.latency_ms))
         hi = min(above, key=lambda r: (_work(r.sig), r.latency_ms))
         return _line(lo, hi, target)
-    pool = below or above or rows
-    pool = sorted(pool, key=lambda r: abs(_work(r.sig) - target))
-    distinct = [pool[0]] + [r for r in pool[1:] if _work(r.sig) != _work(pool[0].sig)][:1]
-    if len(distinct) == 2:
-        value = _line(distinct[0], distinct[1], target)
-        if value > 0:
-            return value
-    near = pool[0]
+    value = family_fit(rows, sig)
+    if value is not None:
+        return value
+    near = min(rows, key=lambda r: abs(_work(r.sig) - target))
     return near.latency_ms * target / _work(near.sig)
+
+
+def _features(sig: Signature) -> np.ndarray:
+    """A call's fixed cost, its MACs (millions), and the activation elements it reads
+    and writes (1e5s): narrow layers are memory- and overhead-bound, wide ones compute."""
+    hw, out = sig.input_hw, -(-sig.input_hw // sig.stride)
+    if sig.op == "mbconv":
+        mid = sig.exp_ch or sig.in_ch
+        memory = (sig.in_ch * hw * hw + (sig.exp_ch * hw * hw if sig.exp_ch else 0)
+                  + mid * out * out + sig.out_ch * out * out)
+    elif sig.op == "dsconv":
+        memory = sig.in_ch * hw * hw + sig.in_ch * out * out + sig.out_ch * out * out
+    else:
+        memory = sig.in_ch * hw * hw + sig.out_ch * out * out
+    return np.array([1.0, sig.macs() / 1e6, memory / 1e5])
+
+
+def family_fit(rows: Sequence[Row], sig: Signature) -> float | None:
+    """`a + b * MACs + c * memory` with a, b, c >= 0, least squares in relative error
+    over `rows` (one shape), evaluated at `sig`; None with fewer than 3 distinct rows.
+
+    Non-negative least squares by trying every subset of the three terms: a negative
+    coefficient would let a narrow extrapolation fall to zero or below."""
+    x = np.array([_features(r.sig) for r in rows])
+    y = np.array([r.latency_ms for r in rows])
+    if len({tuple(f) for f in x}) < 3 or (y <= 0).any():
+        return None
+    xw, yw = x / y[:, None], np.ones_like(y)  # relative error: divide each row by its y
+    best: tuple[float, np.ndarray] | None = None
+    for k in (1, 2, 3):
+        for subset in combinations(range(3), k):
+            cols = list(subset)
+            coef, *_ = np.linalg.lstsq(xw[:, cols], yw, rcond=None)
+            if (coef < 0).any():
+                continue
+            full = np.zeros(3)
+            full[cols] = coef
+            residual = float(np.sum((xw @ full - yw) ** 2))
+            if best is None or residual < best[0]:
+                best = (residual, full)
+    if best is None:
+        return None
+    value = float(_features(sig) @ best[1])
+    return value if value > 0 else None
 
 
 def _line(a: Row, b: Row, x: float) -> float:

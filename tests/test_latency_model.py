@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from latency.missing import interpolate, machine_id
@@ -222,3 +223,22 @@ def test_check_separates_the_level_from_the_shape(monkeypatch) -> None:
     assert result["level_fitted"]["within_10pct"] == 1
     assert result["level_fitted"]["scale"] == pytest.approx(1.25, rel=0.03)
     assert "(level fit)" in check.format_report(result)
+
+
+def test_interpolate_outside_the_rows_fits_the_whole_family() -> None:
+    # Rows that follow `fixed + MACs + memory` exactly (mbconv at 56x56, widths as a
+    # space's options give them). A narrower layer than every row has no bracketing
+    # pair; the fit over the family recovers its latency, where extrapolating along
+    # the two nearest rows (the old rule) was off by far more.
+    from latency.missing import _features
+
+    def truth(sig: Signature) -> float:
+        return float(_features(sig) @ np.array([0.05, 0.012, 0.004]))
+
+    sigs = [Signature("mbconv", 56, i, i * e, o, 3, 1, 0, "relu", "none")
+            for i in (24, 32, 40) for e in (3, 6) for o in (24, 40)]
+    table = LatencyTable({}, [Row(s, truth(s)) for s in sigs])
+    narrow = Signature("mbconv", 56, 16, 48, 16, 3, 1, 0, "relu", "none")
+    assert interpolate(table, narrow) == pytest.approx(truth(narrow), rel=1e-6)
+    wide = Signature("mbconv", 56, 48, 288, 48, 3, 1, 0, "relu", "none")
+    assert interpolate(table, wide) == pytest.approx(truth(wide), rel=1e-6)
