@@ -286,7 +286,6 @@ def build(coverage: Coverage, out: Path, protocol: Protocol, channel_step: int =
     return table
 
 
-
 def recalibrate(table: LatencyTable, coverage: Coverage, networks: int = 20, seed: int = 0,
                 channel_step: int = 8) -> Calibration:
     """Re-fit `table`'s calibration on `networks` fresh networks measured now with its
