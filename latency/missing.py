@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import platform
-import weakref
 from itertools import combinations
 from pathlib import Path
 from typing import Sequence
@@ -33,28 +32,6 @@ def missing_error(table: LatencyTable, sig: Signature) -> UserError:
 
 # ------------------------------------------------------------------ interpolate
 
-def _shape(sig: Signature) -> tuple:
-    """Everything but the channel counts (and whether it has an expansion and an SE)."""
-    return (sig.op, sig.input_hw, sig.kernel, sig.stride, sig.act, sig.skip,
-            sig.exp_ch > 0, sig.se_ch > 0)
-
-
-# table -> (its row count when indexed, rows by shape); rebuilt when rows are added.
-_INDEX: "weakref.WeakKeyDictionary[LatencyTable, tuple[int, dict[tuple, list[Row]]]]" = \
-    weakref.WeakKeyDictionary()
-
-
-def _same_shape_rows(table: LatencyTable, sig: Signature) -> list[Row]:
-    cached = _INDEX.get(table)
-    if cached is None or cached[0] != len(table.rows):
-        index: dict[tuple, list[Row]] = {}
-        for row in table.rows.values():
-            index.setdefault(_shape(row.sig), []).append(row)
-        cached = (len(table.rows), index)
-        _INDEX[table] = cached
-    return cached[1].get(_shape(sig), [])
-
-
 def _work(sig: Signature) -> float:
     # MACs are linear in each channel count with the others fixed, so "linear in
     # MACs" between two rows differing in one width is linear in that width, and it
@@ -71,7 +48,7 @@ def interpolate(table: LatencyTable, sig: Signature) -> float | None:
     than the rows in some width), a fit over all rows of the shape (`family_fit`):
     extrapolating along two neighbouring rows went wrong by up to 10x at 224x224.
     """
-    rows = _same_shape_rows(table, sig)
+    rows = table.same_shape(sig)
     if not rows:
         return None
     target = _work(sig)

@@ -63,6 +63,12 @@ class Signature:
         return (f"{self.op}_hw{self.input_hw}_i{self.in_ch}_e{self.exp_ch}_o{self.out_ch}"
                 f"_k{self.kernel}_s{self.stride}_se{self.se_ch}_{self.act}_{self.skip}")
 
+    def shape(self) -> tuple:
+        """Everything but the channel counts (and whether it has an expansion and an SE):
+        rows of one shape are what interpolation works between."""
+        return (self.op, self.input_hw, self.kernel, self.stride, self.act, self.skip,
+                self.exp_ch > 0, self.se_ch > 0)
+
     @property
     def is_layer(self) -> bool:
         return self.op in LAYER_OPS

@@ -85,6 +85,7 @@ class LatencyTable:
         self.meta: dict[str, str] = dict(meta or {})
         self.columns = tuple(columns)  # the file's column order, kept when appending
         self.rows: dict[Signature, Row] = {}
+        self._by_shape: dict[tuple, list[Row]] = {}  # for interpolation, kept by add()
         self.path = path
         for row in rows:
             self.add(row)
@@ -104,6 +105,11 @@ class LatencyTable:
         if row.sig in self.rows:
             raise ValueError(f"duplicate signature {row.sig.describe()}")
         self.rows[row.sig] = row
+        self._by_shape.setdefault(row.sig.shape(), []).append(row)
+
+    def same_shape(self, sig: Signature) -> list[Row]:
+        """The rows that differ from `sig` in channel counts only (see `Signature.shape`)."""
+        return self._by_shape.get(sig.shape(), [])
 
     def meta_int(self, key: str) -> int | None:
         value = self.meta.get(key, "")
