@@ -279,11 +279,18 @@ def build(coverage: Coverage, out: Path, protocol: Protocol, channel_step: int =
     if calibrate and table.calibration is None:
         # A seed apart from the checker's default, and the nets are recorded, so a
         # check never scores the networks the calibration was fitted on.
-        rng = random.Random(1_000_003 + seed)
-        archs = [a for a, _ in coverage.sample(calibrate, rng, channel_step)]
-        table.set_calibration(fit_calibration(table, archs, protocol))
-        table.save()
+        _calibrate(table, coverage, calibrate, 1_000_003 + seed, protocol, channel_step)
     return table
+
+
+def _calibrate(table: LatencyTable, coverage: Coverage, networks: int, seed: int,
+               protocol: Protocol, channel_step: int) -> Calibration:
+    """Fit the calibration on `networks` networks of `coverage` and save the table."""
+    archs = [a for a, _ in coverage.sample(networks, random.Random(seed), channel_step)]
+    cal = fit_calibration(table, archs, protocol)
+    table.set_calibration(cal)
+    table.save()
+    return cal
 
 
 def recalibrate(table: LatencyTable, coverage: Coverage, networks: int = 20, seed: int = 0,
@@ -297,9 +304,4 @@ def recalibrate(table: LatencyTable, coverage: Coverage, networks: int = 20, see
     protocol = table_protocol(table)
     protocol.check()
     # Its own seed stream, apart from the build's and the check's defaults.
-    rng = random.Random(2_000_003 + seed)
-    archs = [a for a, _ in coverage.sample(networks, rng, channel_step)]
-    cal = fit_calibration(table, archs, protocol)
-    table.set_calibration(cal)
-    table.save()
-    return cal
+    return _calibrate(table, coverage, networks, 2_000_003 + seed, protocol, channel_step)

@@ -26,6 +26,7 @@ from nas.data import ImageSet, Splits, augment_batch, normalize
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
+from search_spaces.files import atomic_save
 
 _log = logging.getLogger(__name__)
 
@@ -277,10 +278,7 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
              "total": total, "augment_rng": aug_g.get_state(),
              "global_rng": torch.get_rng_state(), "loss_window": loss_window}
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)  # e.g. final/, before anything else is in it
-    torch.save(state, tmp)
-    tmp.replace(path)  # a kill never leaves half a checkpoint
+    atomic_save(state, path)  # makes final/ if nothing else has yet
 
 
 def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer,

@@ -31,7 +31,7 @@ from netadapt.inherit import inherit
 from netadapt.jobs import Executor, Job, JobResult
 from netadapt.proposals import Proposal, choose, make_proposals, score
 from search_spaces.arch import Arch, load_arch
-from search_spaces.files import TrialLog, atomic_write, cell, write_csv, write_json
+from search_spaces.files import TrialLog, atomic_save, atomic_write, cell, write_csv, write_json
 
 HISTORY_COLUMNS = ["iteration", "proposal", "layers", "width_before", "width_after",
                    "latency_ms", "latency_drop_ms", "measured_ms", "accuracy", "metric",
@@ -65,11 +65,8 @@ def job_seed(seed: int, name: str) -> int:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """torch.save via a temporary file, so a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    """A state dict, written so that a kill never leaves half a file."""
+    atomic_save(state, path)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -28,6 +28,15 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def atomic_save(obj: Any, path: Path) -> None:
+    """`torch.save(obj)` through `atomic_write`: a kill never leaves half a file."""
+    import torch  # only callers that save tensors pay for the import
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
 class TrialLog:
     """An append-only CSV of dict rows with a fixed column order."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -41,9 +43,6 @@ def kill_once_logged(proc: subprocess.Popen, folder: Path, pattern: str, lines: 
                      timeout: float = 300) -> Path | None:
     """SIGKILL `proc` as soon as a file matching `pattern` under `folder` has at least
     `lines` lines; the file, or None when the process ended (or time ran out) first."""
-    import signal
-    import time
-
     found = None
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
