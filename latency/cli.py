@@ -27,13 +27,19 @@ def _coverage_args(p: argparse.ArgumentParser, required: bool) -> None:
                    help="stem stride (space default 2; 1 suits 32x32 inputs)")
     p.add_argument("--classes", type=int, help="number of classes (space default 1000)")
     p.add_argument("--skeleton", help="block skeleton preset of the space")
+    p.add_argument("--ops", help="the space's conv op choices, comma-separated (default "
+                   "conv,dsconv,mbconv3,mbconv6; fused3 and fused6 add fused_mbconv)")
     p.add_argument("--channel-step", type=int, default=8,
                    help="NetAdapt shrink step in channels (default 8)")
 
 
 def _coverage(args: argparse.Namespace) -> Coverage:
     return resolve_coverage(args.space, args.resolution, args.stem_stride, args.classes,
-                            args.skeleton)
+                            args.skeleton, _ops(args.ops))
+
+
+def _ops(text: str | None) -> list[str] | None:
+    return None if text is None else [op.strip() for op in text.split(",") if op.strip()]
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -61,9 +67,11 @@ def _table_coverage(table: LatencyTable, args: argparse.Namespace) -> Coverage:
 
     skeleton = args.skeleton or (meta.get("skeleton") if from_table and spec in SPACE_NAMES
                                  and meta.get("skeleton") != "custom" else None)
+    ops = _ops(args.ops) or (_ops(meta.get("ops")) if from_table and spec in SPACE_NAMES
+                             else None)
     return resolve_coverage(spec, pick(args.resolution, "resolution"),
                             pick(args.stem_stride, "stem_stride"),
-                            pick(args.classes, "num_classes"), skeleton)
+                            pick(args.classes, "num_classes"), skeleton, ops)
 
 
 def _check(args: argparse.Namespace) -> None:

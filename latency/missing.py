@@ -17,6 +17,7 @@ import numpy as np
 from latency.measure import DEVICES, Protocol, prepare, time_interleaved
 from latency.signature import Signature, build_op
 from latency.table import LatencyTable, Row
+from search_spaces.counting import activation_elements
 from search_spaces.errors import UserError
 
 POLICIES = ("error", "interpolate", "measure")
@@ -69,12 +70,8 @@ def _features(sig: Signature) -> np.ndarray:
     """A call's fixed cost, its MACs (millions), and the activation elements it reads
     and writes (1e5s): narrow layers are memory- and overhead-bound, wide ones compute."""
     hw, out = sig.input_hw, -(-sig.input_hw // sig.stride)
-    if sig.op == "mbconv":
-        mid = sig.exp_ch or sig.in_ch
-        memory = (sig.in_ch * hw * hw + (sig.exp_ch * hw * hw if sig.exp_ch else 0)
-                  + mid * out * out + sig.out_ch * out * out)
-    elif sig.op == "dsconv":
-        memory = sig.in_ch * hw * hw + sig.in_ch * out * out + sig.out_ch * out * out
+    if sig.is_layer:
+        memory = activation_elements(sig.layer(), hw)
     else:
         memory = sig.in_ch * hw * hw + sig.out_ch * out * out
     return np.array([1.0, sig.macs() / 1e6, memory / 1e5])

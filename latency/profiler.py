@@ -27,14 +27,15 @@ from latency.signature import Signature, build_op, signatures
 from latency.table import Calibration, LatencyTable, Row, format_header
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
-from search_spaces.factorized import SPACE_NAMES, FactorizedSpace, make_space
+from search_spaces.factorized import CONV_OPS, SPACE_NAMES, FactorizedSpace, make_space
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
 
 # Keys that must agree for a table file to be resumed (or reused) for a build.
 # A resumed build must time with the same protocol, or rows would mix statistics
 # (the repeat count may differ: each row records its own `count`).
-IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "resolution", "stem_stride", "num_classes",
+IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "ops", "resolution", "stem_stride",
+                 "num_classes",
                  "channel_step", "backend", "device", "threads", "clock", "warmup",
                  "percentile", "allocator")
 
@@ -56,7 +57,10 @@ class Coverage:
             sp = self.space
             skeleton = sp.skeleton
             preset = next((k for k, v in _presets().items() if v == skeleton), "custom")
-            return {"space": sp.name, "skeleton": preset, "resolution": str(sp.resolution),
+            meta = {"space": sp.name, "skeleton": preset}
+            if sp.ops != CONV_OPS:  # tables of the default ops keep their old header
+                meta["ops"] = ",".join(sp.ops)
+            return {**meta, "resolution": str(sp.resolution),
                     "stem_stride": str(sp.stem_stride), "num_classes": str(sp.num_classes),
                     "se_gate": self.se_gate}
         assert self.arch is not None
@@ -95,15 +99,17 @@ def _presets() -> dict:
 
 
 def resolve_coverage(spec: str, resolution: int | None = None, stem_stride: int | None = None,
-                     num_classes: int | None = None, skeleton: str | None = None) -> Coverage:
+                     num_classes: int | None = None, skeleton: str | None = None,
+                     ops: Sequence[str] | None = None) -> Coverage:
     """`mnasnet` / `mobilenetv3` (a space), or an Arch JSON path / reference net name."""
     if spec in SPACE_NAMES:
         if resolution is None:
             raise UserError(f"--resolution is needed for the space '{spec}'")
-        space = make_space(spec, skeleton, resolution, stem_stride or 2, num_classes or 1000)
+        space = make_space(spec, skeleton, resolution, stem_stride or 2, num_classes or 1000,
+                           ops)
         return Coverage(spec, space=space)
-    if skeleton:
-        raise UserError("--skeleton applies to a search space, not to an ARCH.json")
+    if skeleton or ops:
+        raise UserError("--skeleton and --ops apply to a search space, not to an ARCH.json")
     arch = with_input(resolve_arch(spec), resolution, num_classes, stem_stride)
     return Coverage(str(spec), arch=arch)
 

@@ -1,7 +1,7 @@
 """NetAdapt-style width changes of an `Arch`, as the profiler and the checker need them.
 
 NetAdapt (Yang et al. 2018) shrinks one thing at a time: the expansion width of one
-mbconv layer, or the width of one residual group (every layer output that is added
+layer (an mbconv's or a fused_mbconv's), or the width of one residual group (every layer output that is added
 into the same residual must keep one width, so they shrink together).
 """
 
@@ -12,28 +12,11 @@ from dataclasses import replace
 from typing import Iterator
 
 from search_spaces.arch import Arch, Layer
+from search_spaces.channels import STEM, expandable, group_width, residual_groups
+from search_spaces.kinds import kind_of
 
-STEM = -1  # the stem's output, as a width node next to the layers' outputs
-
-
-def residual_groups(arch: Arch) -> list[list[int]]:
-    """Width nodes that must share one width: `STEM` or a layer index (its output).
-
-    A layer with a residual (skip != none) adds its input to its output, so its output
-    joins the group of its input.
-    """
-    groups: list[list[int]] = [[STEM]]
-    for i, layer in enumerate(arch.layers):
-        if layer.skip != "none":
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def group_width(arch: Arch, group: list[int]) -> int:
-    node = group[0]
-    return arch.stem.out_ch if node == STEM else arch.layers[node].out_ch
+__all__ = ["STEM", "expandable", "group_width", "residual_groups", "random_shrink",
+           "set_expansion", "set_group_width", "shrink_grid", "shrink_variants"]
 
 
 def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
@@ -44,8 +27,7 @@ def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
     for i, layer in enumerate(arch.layers):
         new = replace(layer, in_ch=width if i - 1 in nodes else layer.in_ch,
                       out_ch=width if i in nodes else layer.out_ch)
-        if new.kind == "mbconv" and not new.expand:
-            new = replace(new, exp_ch=new.in_ch)
+        new = kind_of(new).normalize(new)
         if new.se_ch and (new.in_ch, new.mid_ch) != (layer.in_ch, layer.mid_ch):
             new = replace(new, se_ch=_squeeze(arch, new, layer.se_ch))
         layers.append(new)
@@ -56,11 +38,6 @@ def _squeeze(arch: Arch, layer: Layer, before: int) -> int:
     """The SE width after a cut: the net's SE rule, never wider than before (a hand-
     written Arch may hold narrower SE widths than its rule gives)."""
     return min(arch.se.squeeze(layer.in_ch, layer.mid_ch), before)
-
-
-def expandable(arch: Arch) -> list[int]:
-    """Indices of layers with an expansion conv whose width NetAdapt may shrink."""
-    return [i for i, l in enumerate(arch.layers) if l.kind == "mbconv" and l.expand]
 
 
 def set_expansion(arch: Arch, index: int, exp_ch: int) -> Arch:
@@ -97,8 +74,8 @@ def random_shrink(arch: Arch, rng: random.Random, step: int, shrinks: int = 3,
     for _ in range(shrinks):
         groups = residual_groups(arch)
         options = [("exp", i) for i in expandable(arch)] + [("group", g) for g in range(len(groups))]
-        kind, which = rng.choice(options)
-        if kind == "exp":
+        what, which = rng.choice(options)
+        if what == "exp":
             width = arch.layers[which].exp_ch or 0
         else:
             width = group_width(arch, groups[which])
@@ -106,6 +83,6 @@ def random_shrink(arch: Arch, rng: random.Random, step: int, shrinks: int = 3,
         if not cuts:
             continue
         new = rng.choice(cuts)
-        arch = set_expansion(arch, which, new) if kind == "exp" else \
+        arch = set_expansion(arch, which, new) if what == "exp" else \
             set_group_width(arch, groups[which], new)
     return arch

@@ -16,10 +16,11 @@ from torch import nn
 from search_spaces.arch import ACTIVATIONS, SKIPS, Arch, BatchNorm, Layer
 from search_spaces.builder import Block, activation, conv_bn
 from search_spaces.counting import layer_cost
+from search_spaces.kinds import KINDS, kind_of
 
 # Arch layer kinds plus the stem and head pieces, in network order.
-OPS = ("stem", "conv", "dsconv", "mbconv", "head_conv", "pool", "hidden", "classifier")
-LAYER_OPS = ("conv", "dsconv", "mbconv")
+LAYER_OPS = tuple(KINDS)
+OPS = ("stem", *LAYER_OPS, "head_conv", "pool", "hidden", "classifier")
 KEY_COLUMNS = ("op", "input_hw", "in_ch", "exp_ch", "out_ch", "kernel", "stride", "se_ch",
                "act", "skip")
 OP_ACTS = ACTIVATIONS + ("none",)
@@ -75,12 +76,8 @@ class Signature:
 
     def layer(self) -> Layer:
         """The Arch layer this signature describes (layer ops only)."""
-        if self.op == "mbconv":
-            expand = self.exp_ch > 0
-            return Layer("mbconv", self.in_ch, self.out_ch, self.kernel, self.stride, self.act,
-                         self.se_ch, self.skip, self.exp_ch if expand else self.in_ch, expand)
-        return Layer(self.op, self.in_ch, self.out_ch, self.kernel, self.stride, self.act,
-                     self.se_ch, self.skip)
+        return KINDS[self.op].from_row(self.in_ch, self.exp_ch, self.out_ch, self.kernel,
+                                       self.stride, self.act, self.se_ch, self.skip)
 
     def macs(self) -> int:
         """Multiply-adds, in the convention of `search_spaces.counting`."""
@@ -101,8 +98,8 @@ class Signature:
 
 
 def layer_signature(layer: Layer, input_hw: int) -> Signature:
-    exp_ch = layer.exp_ch if layer.kind == "mbconv" and layer.expand else 0
-    return Signature(layer.kind, input_hw, layer.in_ch, exp_ch or 0, layer.out_ch,
+    exp_ch = kind_of(layer).row_exp_ch(layer)
+    return Signature(layer.kind, input_hw, layer.in_ch, exp_ch, layer.out_ch,
                      layer.kernel, layer.stride, layer.se_ch, layer.act, layer.skip)
 
 
@@ -119,8 +116,7 @@ def head_signatures(arch: Arch) -> list[Signature]:
     sigs = [Signature("head_conv", hw, last, 0, head.conv_ch, 1, 1, 0, head.act, "none"),
             Signature("pool", hw, head.conv_ch, 0, head.conv_ch, 1, 1, 0, "none", "none")]
     width = head.conv_ch
-    if head.kind == "v3":
-        assert head.hidden_ch is not None
+    if head.hidden_ch is not None:  # the v3 head
         sigs.append(Signature("hidden", 1, width, 0, head.hidden_ch, 1, 1, 0, head.act, "none"))
         width = head.hidden_ch
     sigs.append(Signature("classifier", 1, width, 0, arch.num_classes, 1, 1, 0, "none", "none"))
@@ -181,6 +177,8 @@ def check_signature(sig: Signature) -> str | None:
         return f"act: a {sig.op} row has no activation, use 'none'"
     if not sig.is_layer and sig.skip != "none":
         return f"skip: only layers have a residual, a {sig.op} row needs 'none'"
-    if sig.exp_ch and sig.op != "mbconv":
-        return f"exp_ch: only mbconv rows have an expansion, got {sig.exp_ch} for {sig.op}"
+    if sig.exp_ch and not (sig.is_layer and KINDS[sig.op].has_expansion):
+        with_exp = ", ".join(k for k, v in KINDS.items() if v.has_expansion)
+        return (f"exp_ch: only {with_exp} rows have an expansion, got {sig.exp_ch} "
+                f"for {sig.op}")
     return None

@@ -31,6 +31,9 @@ class SearchConfig:
     # A preset name (mobilenetv2, a1, mobilenetv3_large, mobilenetv3_small) or an
     # inline skeleton; absent: the space's default (mobilenetv2 / mobilenetv3_large).
     skeleton: str | Skeleton | None = None
+    # The conv op choices of every block; absent: conv, dsconv, mbconv3, mbconv6
+    # (MnasNet sec. 4.1). fused3 / fused6 add fused_mbconv (EfficientNetV2).
+    ops: list[str] | None = None
     resolution: int = field(default=224, metadata={"check": positive})
     # 2 as in the papers at 224x224; 1 suits CIFAR-size inputs.
     stem_stride: Literal[1, 2] = 2
@@ -197,7 +200,8 @@ def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace
     """The search space the config describes (`num_classes` comes from the data)."""
     s = cfg.search
     try:
-        return FactorizedSpace(s.space, s.skeleton, s.resolution, s.stem_stride, num_classes)
+        return FactorizedSpace(s.space, s.skeleton, s.resolution, s.stem_stride, num_classes,
+                               ops=s.ops)
     except UserError as err:
         raise UserError(err.message, cfg.source) from None
 

@@ -7,83 +7,17 @@ so the narrower net starts close to the trained one before short-term fine-tunin
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor
 
-from latency.shrink import STEM, group_width, residual_groups
 from search_spaces.arch import Arch, chain_problems
 from search_spaces.builder import check_state, state_shapes
+from search_spaces.channels import (STEM, Node, group_width, producers, residual_groups,
+                                    tensors, widths)
 from search_spaces.errors import UserError
-
-# A width node: ("group", g) for residual group g of `residual_groups(arch)`, ("mid", i)
-# for the expansion of layer i, ("se", i) for its squeeze, ("head",) and ("hidden",).
-Node = tuple[str, int] | tuple[str]
-
-
-def _widths(arch: Arch) -> dict[Node, int]:
-    """Every independently sized width of `arch`."""
-    widths: dict[Node, int] = {}
-    for g, group in enumerate(residual_groups(arch)):
-        widths[("group", g)] = group_width(arch, group)
-    for i, layer in enumerate(arch.layers):
-        if layer.kind == "mbconv" and layer.expand:
-            widths[("mid", i)] = layer.exp_ch or 0
-        if layer.se_ch:
-            widths[("se", i)] = layer.se_ch
-    widths[("head",)] = arch.head.conv_ch
-    if arch.head.kind == "v3":
-        widths[("hidden",)] = arch.head.hidden_ch or 0
-    return widths
-
-
-def _modules(arch: Arch) -> Iterator[tuple[str, Node | None, Node | None]]:
-    """(module prefix, node of its output channels, node of its input channels) for
-    every weighted module of `build_model(arch)`; None is a width that never changes
-    (image channels, classes) or a depthwise conv's per-group input."""
-    group_of = {node: ("group", g) for g, group in enumerate(residual_groups(arch))
-                for node in group}
-    yield from (("stem.0", group_of[STEM], None), ("stem.1", group_of[STEM], None))
-    for i, layer in enumerate(arch.layers):
-        body, src, out = f"layers.{i}.body", group_of[i - 1], group_of[i]
-        if layer.kind == "conv":
-            mid = out
-            yield from ((f"{body}.conv.0", out, src), (f"{body}.conv.1", out, None))
-        else:
-            # Without an expansion conv the depthwise works on the input channels.
-            mid = ("mid", i) if layer.kind == "mbconv" and layer.expand else src
-            if mid != src:
-                yield from ((f"{body}.expand.0", mid, src), (f"{body}.expand.1", mid, None))
-            yield from ((f"{body}.depthwise.0", mid, None), (f"{body}.depthwise.1", mid, None))
-        if layer.se_ch:
-            se = ("se", i)
-            yield from ((f"{body}.se.reduce", se, mid), (f"{body}.se.expand", mid, se))
-        if layer.kind != "conv":
-            yield from ((f"{body}.project.0", out, mid), (f"{body}.project.1", out, None))
-    last = group_of[len(arch.layers) - 1]
-    yield from (("head.conv.0", ("head",), last), ("head.conv.1", ("head",), None))
-    top: Node = ("head",)
-    if arch.head.kind == "v3":
-        yield "head.hidden.0", ("hidden",), top
-        top = ("hidden",)
-    yield "head.classifier", None, top
-
-
-def _writer(arch: Arch, member: int) -> str:
-    """The conv whose output filters write a residual group member's channels."""
-    if member == STEM:
-        return "stem.0"
-    return f"layers.{member}.body.{'conv' if arch.layers[member].kind == 'conv' else 'project'}.0"
-
-
-def _producers(arch: Arch, node: Node) -> list[str]:
-    """Weights whose output filters make the channels of `node` (ranked by their norms)."""
-    if node[0] == "group":
-        return [f"{_writer(arch, m)}.weight" for m in residual_groups(arch)[node[1]]]
-    return [{"mid": f"layers.{node[-1]}.body.expand.0.weight",
-             "se": f"layers.{node[-1]}.body.se.reduce.weight",
-             "head": "head.conv.0.weight", "hidden": "head.hidden.0.weight"}[node[0]]]
+from search_spaces.kinds import kind_of
 
 
 def _check_narrowing(old: Arch, new: Arch) -> None:
@@ -110,9 +44,9 @@ def _check_narrowing(old: Arch, new: Arch) -> None:
                             "old (inheritance cannot add or remove SE)")
         for key in ("in_ch", "out_ch", "exp_ch", "se_ch"):
             narrower(f"layers[{i}].{key}", getattr(a, key), getattr(b, key))
-        if b.kind == "mbconv" and not b.expand and b.exp_ch != b.in_ch:
-            raise UserError(f"layers[{i}].exp_ch: {b.exp_ch} in the new arch, but a layer "
-                            f"without expansion keeps in_ch ({b.in_ch})")
+        problem = kind_of(b).problem(b)
+        if problem:
+            raise UserError(f"layers[{i}].{problem} in the new arch")
     for key in ("kind", "act"):
         same(f"head.{key}", getattr(old.head, key), getattr(new.head, key))
     narrower("head.conv_ch", old.head.conv_ch, new.head.conv_ch)
@@ -132,13 +66,13 @@ def keep_indices(old: Arch, state: Mapping[str, Tensor], new: Arch) -> dict[Node
     producers, since all of them write the same channels)."""
     _check_narrowing(old, new)
     check_state(old, state)
-    before, after = _widths(old), _widths(new)
+    before, after = widths(old), widths(new)
     keep: dict[Node, Tensor] = {}
     for node, width in after.items():
         if width == before[node]:
             continue
         score = sum(state[name].detach().float().flatten(1).norm(dim=1)
-                    for name in _producers(old, node))
+                    for name in producers(old, node))
         # Stable sort: ties keep the lower index, so the choice is deterministic.
         order = torch.sort(score, descending=True, stable=True).indices
         keep[node] = order[:width].sort().values
@@ -148,7 +82,7 @@ def keep_indices(old: Arch, state: Mapping[str, Tensor], new: Arch) -> dict[Node
 def inherit(old: Arch, state: Mapping[str, Tensor], new: Arch) -> dict[str, Tensor]:
     """The state dict of `build_model(new)`, sliced from `old`'s trained `state`."""
     keep = keep_indices(old, state, new)
-    roles = {prefix: (out, inp) for prefix, out, inp in _modules(new)}
+    roles = {t.prefix: (t.out, t.inp) for t in tensors(new)}
     out_state: dict[str, Tensor] = {}
     for key, shape in state_shapes(new).items():
         prefix, _ = key.rsplit(".", 1)

@@ -7,24 +7,24 @@ handed to any other stage by a user.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from search_spaces.checks import did_you_mean, fraction, non_negative, one_of, positive, show
 from search_spaces.errors import UserError, read_user_text
+from search_spaces.kinds import KINDS, kind_of
 
 SCHEMA_VERSION = 1
 
-LAYER_KINDS = ("conv", "dsconv", "mbconv")
+LAYER_KINDS = tuple(KINDS)
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 SKIPS = ("none", "identity", "pool")
 SE_GATES = ("sigmoid", "hsigmoid")
 HEAD_KINDS = ("v2", "v3")
-CONV_KERNELS = (1, 3, 5, 7)
-DEPTHWISE_KERNELS = (3, 5, 7)
+STEM_KERNELS = (1, 3, 5, 7)
 STRIDES = (1, 2)
 
 
@@ -79,16 +79,11 @@ class Stem:
 
 @dataclass(frozen=True)
 class Layer:
-    """One searchable layer.
-
-    - `conv`: KxK conv in->out, BN, act.
-    - `dsconv`: depthwise KxK, BN, act, [SE], pointwise 1x1 in->out, BN (linear; MnasNet's
-      SepConv, the same computation as an mbconv without expansion).
-    - `mbconv`: [1x1 expansion in->exp, BN, act] if `expand`, depthwise KxK, BN, act,
-      [SE], 1x1 projection exp->out, BN (linear). Inverted residual.
+    """One searchable layer of kind `kind` (`search_spaces/kinds/`: what each computes).
 
     `se_ch` is the absolute squeeze width (0 = no SE); `skip` is `identity` (residual
     add), `pool` (residual through average pooling, for strided layers) or `none`.
+    `exp_ch` and `expand` exist for kinds with an expansion (`mbconv`, `fused_mbconv`).
     """
 
     kind: str
@@ -99,16 +94,14 @@ class Layer:
     act: str = "relu"
     se_ch: int = 0
     skip: str = "none"
-    exp_ch: int | None = None  # mbconv only
-    expand: bool | None = None  # mbconv only
+    exp_ch: int | None = None  # kinds with an expansion only
+    expand: bool | None = None  # kinds with an expansion only
 
     @property
     def mid_ch(self) -> int:
-        """Channels seen by the depthwise conv and SE (the expansion for mbconv)."""
-        if self.kind == "mbconv":
-            assert self.exp_ch is not None
-            return self.exp_ch
-        return self.in_ch if self.kind == "dsconv" else self.out_ch
+        """Channels SE acts on (and a depthwise conv, if any): the kind decides."""
+        return {"in": self.in_ch, "mid": self.exp_ch or 0,
+                "out": self.out_ch}[kind_of(self).mid_role(self)]
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,7 @@ def arch_to_dict(arch: Arch) -> dict[str, Any]:
     layers = []
     for layer in arch.layers:
         d: dict[str, Any] = {"kind": layer.kind, "in_ch": layer.in_ch}
-        if layer.kind == "mbconv":
+        if kind_of(layer).has_expansion:
             d["expand"] = layer.expand
             d["exp_ch"] = layer.exp_ch
         d.update(out_ch=layer.out_ch, kernel=layer.kernel, stride=layer.stride,
@@ -226,14 +219,12 @@ class _Reader:
     def obj(self, data: Any, path: str, fields: dict[str, tuple]) -> dict[str, Any] | None:
         """Check `data` is an object with exactly `fields` ({name: (type, check)})."""
         if not isinstance(data, dict):
-            self.errors.append(f"{path or '(top level)'}: expected an object, got {_show(data)}")
+            self.errors.append(f"{path or '(top level)'}: expected an object, got {show(data)}")
             return None
         out: dict[str, Any] = {}
         for key in data:
             if key not in fields:
-                hint = difflib.get_close_matches(str(key), fields, n=1)
-                extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.errors.append(f"{_join(path, key)}: unknown field{extra}")
+                self.errors.append(f"{_join(path, key)}: unknown field{did_you_mean(key, fields)}")
         for key, (kind, check) in fields.items():
             where = _join(path, key)
             if key not in data:
@@ -241,7 +232,7 @@ class _Reader:
                 continue
             value = data[key]
             if not _is_type(value, kind):
-                self.errors.append(f"{where}: expected {kind.__name__}, got {_show(value)}")
+                self.errors.append(f"{where}: expected {kind.__name__}, got {show(value)}")
                 continue
             if kind is float:
                 value = float(value)
@@ -263,54 +254,18 @@ def _is_type(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _one_of(options: tuple) -> Any:
-    def check(value: Any) -> str | None:
-        if value not in options:
-            listed = ", ".join(str(o) for o in options)
-            hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            return f"unsupported value {_show(value)} (choose from {listed}){extra}"
-        return None
-    return check
-
-
-def _kernel(options: tuple) -> Any:
-    def check(value: int) -> str | None:
-        if value not in options:
-            return f"unsupported kernel {value} (choose from {', '.join(map(str, options))})"
-        return None
-    return check
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be > 0, got {value}"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else f"must be >= 0, got {value}"
-
-
-def _fraction(value: float) -> str | None:
-    return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
-
-
 _LAYER_COMMON = {
-    "kind": (str, _one_of(LAYER_KINDS)),
-    "in_ch": (int, _positive),
-    "out_ch": (int, _positive),
-    "stride": (int, _one_of(STRIDES)),
-    "act": (str, _one_of(ACTIVATIONS)),
-    "se_ch": (int, _non_negative),
-    "skip": (str, _one_of(SKIPS)),
+    "kind": (str, one_of(LAYER_KINDS)),
+    "in_ch": (int, positive),
+    "out_ch": (int, positive),
+    "stride": (int, one_of(STRIDES)),
+    "act": (str, one_of(ACTIVATIONS)),
+    "se_ch": (int, non_negative),
+    "skip": (str, one_of(SKIPS)),
 }
 
 
@@ -326,9 +281,9 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
         "schema_version": (int, lambda v: None if v == SCHEMA_VERSION
                            else f"unsupported schema version {v} (this release reads {SCHEMA_VERSION})"),
         "name": (str, None),
-        "resolution": (int, _positive),
-        "in_ch": (int, _positive),
-        "num_classes": (int, _positive),
+        "resolution": (int, positive),
+        "in_ch": (int, positive),
+        "num_classes": (int, positive),
         "bn": (dict, None),
         "se": (dict, None),
         "stem": (dict, None),
@@ -339,25 +294,26 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
         _raise(errors[:1], source)  # a different schema: other complaints are noise
     if top is None:
         _raise(errors, source)
-    bn = r.obj(top["bn"], "bn", {"eps": (float, _positive), "momentum": (float, _fraction)})
-    se = r.obj(top["se"], "se", {"gate": (str, _one_of(SE_GATES)), "ratio": (float, _positive),
-                                 "of": (str, _one_of(("in", "mid"))),
-                                 "divisor": (int, _positive)})
-    stem = r.obj(top["stem"], "stem", {"out_ch": (int, _positive),
-                                       "kernel": (int, _kernel(CONV_KERNELS)),
-                                       "stride": (int, _one_of(STRIDES)),
-                                       "act": (str, _one_of(ACTIVATIONS))})
+    bn = r.obj(top["bn"], "bn", {"eps": (float, positive), "momentum": (float, fraction)})
+    se = r.obj(top["se"], "se", {"gate": (str, one_of(SE_GATES)), "ratio": (float, positive),
+                                 "of": (str, one_of(("in", "mid"))),
+                                 "divisor": (int, positive)})
+    stem = r.obj(top["stem"], "stem", {"out_ch": (int, positive),
+                                       "kernel": (int, one_of(STEM_KERNELS, "kernel")),
+                                       "stride": (int, one_of(STRIDES)),
+                                       "act": (str, one_of(ACTIVATIONS))})
     layers: list[Layer] = []
     for i, item in enumerate(top["layers"]):
         where = f"layers[{i}]"
         kind = item.get("kind") if isinstance(item, dict) else None
         if isinstance(item, dict) and kind not in LAYER_KINDS:  # other fields depend on it
-            r.obj({"kind": kind}, where, {"kind": (str, _one_of(LAYER_KINDS))})
+            r.obj({"kind": kind}, where, {"kind": (str, one_of(LAYER_KINDS))})
             continue
+        spec = KINDS.get(kind)  # None: not an object, reported by obj() below
         fields = dict(_LAYER_COMMON)
-        fields["kernel"] = (int, _kernel(CONV_KERNELS if kind == "conv" else DEPTHWISE_KERNELS))
-        if kind == "mbconv":
-            fields["exp_ch"] = (int, _positive)
+        fields["kernel"] = (int, one_of(spec.kernels if spec else (), "kernel"))
+        if spec and spec.has_expansion:
+            fields["exp_ch"] = (int, positive)
             fields["expand"] = (bool, None)
         d = r.obj(item, where, fields)
         if d is None:
@@ -370,12 +326,12 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
         layers.append(layer)
     head_kind = top["head"].get("kind")
     if head_kind not in HEAD_KINDS:  # which fields a head has depends on its kind
-        r.obj({"kind": head_kind}, "head", {"kind": (str, _one_of(HEAD_KINDS))})
+        r.obj({"kind": head_kind}, "head", {"kind": (str, one_of(HEAD_KINDS))})
         _raise(errors, source)
-    head_fields = {"kind": (str, _one_of(HEAD_KINDS)), "conv_ch": (int, _positive),
-                   "act": (str, _one_of(ACTIVATIONS)), "dropout": (float, _fraction)}
+    head_fields = {"kind": (str, one_of(HEAD_KINDS)), "conv_ch": (int, positive),
+                   "act": (str, one_of(ACTIVATIONS)), "dropout": (float, fraction)}
     if head_kind == "v3":
-        head_fields["hidden_ch"] = (int, _positive)
+        head_fields["hidden_ch"] = (int, positive)
     head = r.obj(top["head"], "head", head_fields)
     if errors:
         _raise(errors, source)
@@ -391,9 +347,9 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
 
 def _layer_problem(layer: Layer) -> str | None:
     """A problem within one layer, as `field: message`, or None."""
-    if layer.kind == "mbconv" and not layer.expand and layer.exp_ch != layer.in_ch:
-        return (f"exp_ch: is {layer.exp_ch} but a layer without expansion keeps "
-                f"in_ch ({layer.in_ch})")
+    problem = kind_of(layer).problem(layer)
+    if problem:
+        return problem
     if layer.skip == "identity" and (layer.stride != 1 or layer.in_ch != layer.out_ch):
         return (f"skip: an identity residual needs stride 1 and in_ch == out_ch "
                 f"(got stride {layer.stride}, {layer.in_ch} -> {layer.out_ch})")

@@ -15,6 +15,21 @@ from torch.nn import functional as F
 
 from search_spaces.arch import Arch, BatchNorm, Head, Layer
 from search_spaces.errors import UserError
+from search_spaces.kinds import ConvPart, kind_of, widths
+
+# What a weighted module's channels are, for NetAdapt's weight inheritance
+# (`search_spaces.channels`): (width of its output channels, width of its input
+# channels, whether its output filters make that width). A width is ("pos", i) for
+# the output of layer i (-1: the stem), ("mid", i) and ("se", i) for layer i's
+# expansion and squeeze, ("head",), ("hidden",); None is a width that never changes
+# (image channels, classes) or a depthwise conv's one channel per group.
+Width = tuple
+Roles = tuple["Width | None", "Width | None", bool]
+ROLES_ATTR = "_nas_width_roles"
+
+
+def _tag(module: nn.Module, out: Width | None, inp: Width | None, produces: bool) -> None:
+    setattr(module, ROLES_ATTR, (out, inp, produces))
 
 
 def activation(name: str) -> nn.Module:
@@ -31,12 +46,19 @@ def activation(name: str) -> nn.Module:
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, bn: BatchNorm,
-            act: str | None, groups: int = 1) -> nn.Sequential:
-    """KxK conv (same padding, no bias), BatchNorm, optional activation."""
-    parts: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch, eps=bn.eps, momentum=bn.momentum),
-    ]
+            act: str | None, groups: int = 1,
+            widths_: tuple[Width | None, Width | None] = (None, None)) -> nn.Sequential:
+    """KxK conv (symmetric padding (K-1)//2, no bias), BatchNorm, optional activation.
+
+    `widths_`: the (output, input) widths of the conv, for `module_roles`."""
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups,
+                     bias=False)
+    norm = nn.BatchNorm2d(out_ch, eps=bn.eps, momentum=bn.momentum)
+    out, inp = widths_
+    depthwise = groups > 1
+    _tag(conv, out, None if depthwise else inp, not depthwise)
+    _tag(norm, out, None, False)
+    parts: list[nn.Module] = [conv, norm]
     if act is not None:
         parts.append(activation(act))
     return nn.Sequential(*parts)
@@ -45,10 +67,14 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, bn: BatchNorm,
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excite: pool, 1x1 reduce (bias) + ReLU, 1x1 expand (bias), gate."""
 
-    def __init__(self, channels: int, squeeze: int, gate: str) -> None:
+    def __init__(self, channels: int, squeeze: int, gate: str,
+                 widths_: tuple[Width | None, Width | None] = (None, None)) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(channels, squeeze, 1)
         self.expand = nn.Conv2d(squeeze, channels, 1)
+        on, se = widths_
+        _tag(self.reduce, se, on, True)
+        _tag(self.expand, on, se, False)  # gates `on`'s channels, does not write them
         # MobileNetV3 sec. 5.2 replaces the sigmoid gate with h-sigmoid = ReLU6(x+3)/6.
         self.gate = nn.Hardsigmoid() if gate == "hsigmoid" else nn.Sigmoid()
 
@@ -59,26 +85,27 @@ class SqueezeExcite(nn.Module):
 
 
 class Block(nn.Module):
-    """One `Layer` of the Arch (conv, dsconv or mbconv) with its residual."""
+    """One `Layer` of the Arch, its kind's parts in order, with its residual.
 
-    def __init__(self, layer: Layer, bn: BatchNorm, se_gate: str) -> None:
+    `index` is the layer's position in the network (it names its widths)."""
+
+    def __init__(self, layer: Layer, bn: BatchNorm, se_gate: str, index: int = 0) -> None:
         super().__init__()
         self.skip = layer.skip
         self.stride = layer.stride
-        mid = layer.mid_ch
+        ch = widths(layer)
+        names = {"in": ("pos", index - 1), "out": ("pos", index), "mid": ("mid", index),
+                 "se": ("se", index)}
         body: OrderedDict[str, nn.Module] = OrderedDict()
-        if layer.kind == "conv":
-            body["conv"] = conv_bn(layer.in_ch, layer.out_ch, layer.kernel, layer.stride,
-                                   bn, layer.act)
-        else:
-            if layer.kind == "mbconv" and layer.expand:
-                body["expand"] = conv_bn(layer.in_ch, mid, 1, 1, bn, layer.act)
-            body["depthwise"] = conv_bn(mid, mid, layer.kernel, layer.stride, bn, layer.act,
-                                        groups=mid)
-        if layer.se_ch:
-            body["se"] = SqueezeExcite(mid, layer.se_ch, se_gate)
-        if layer.kind != "conv":
-            body["project"] = conv_bn(mid, layer.out_ch, 1, 1, bn, None)
+        for part in kind_of(layer).parts(layer):
+            if isinstance(part, ConvPart):
+                body[part.name] = conv_bn(
+                    ch[part.src], ch[part.dst], part.kernel, part.stride, bn, part.act,
+                    groups=ch[part.src] if part.depthwise else 1,
+                    widths_=(names[part.dst], names[part.src]))
+            else:
+                body[part.name] = SqueezeExcite(ch[part.on], layer.se_ch, se_gate,
+                                                (names[part.on], names["se"]))
         self.body = nn.Sequential(body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,18 +122,22 @@ class Block(nn.Module):
 class ClassifierHead(nn.Module):
     """The v2 (MobileNetV2/MnasNet) or v3 (MobileNetV3 efficient last stage) head."""
 
-    def __init__(self, head: Head, in_ch: int, num_classes: int, bn: BatchNorm) -> None:
+    def __init__(self, head: Head, in_ch: int, num_classes: int, bn: BatchNorm,
+                 last: int = -1) -> None:
         super().__init__()
-        self.conv = conv_bn(in_ch, head.conv_ch, 1, 1, bn, head.act)
-        width = head.conv_ch
+        self.conv = conv_bn(in_ch, head.conv_ch, 1, 1, bn, head.act,
+                            widths_=(("head",), ("pos", last)))
+        width, top = head.conv_ch, ("head",)
         self.hidden: nn.Module = nn.Identity()
-        if head.kind == "v3":
-            assert head.hidden_ch is not None
+        if head.hidden_ch is not None:  # the v3 head
             # MobileNetV3 sec. 5.1: after pooling, a 1x1 (here Linear) without BN.
-            self.hidden = nn.Sequential(nn.Linear(width, head.hidden_ch), activation(head.act))
-            width = head.hidden_ch
+            linear = nn.Linear(width, head.hidden_ch)
+            _tag(linear, ("hidden",), top, True)
+            self.hidden = nn.Sequential(linear, activation(head.act))
+            width, top = head.hidden_ch, ("hidden",)
         self.dropout = nn.Dropout(head.dropout)
         self.classifier = nn.Linear(width, num_classes)
+        _tag(self.classifier, None, top, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x).mean((2, 3))
@@ -120,10 +151,12 @@ class Network(nn.Module):
         super().__init__()
         self.arch = arch
         self.stem = conv_bn(arch.in_ch, arch.stem.out_ch, arch.stem.kernel, arch.stem.stride,
-                            arch.bn, arch.stem.act)
-        self.layers = nn.Sequential(*(Block(l, arch.bn, arch.se.gate) for l in arch.layers))
+                            arch.bn, arch.stem.act, widths_=(("pos", -1), None))
+        self.layers = nn.Sequential(*(Block(l, arch.bn, arch.se.gate, i)
+                                      for i, l in enumerate(arch.layers)))
         last = arch.layers[-1].out_ch if arch.layers else arch.stem.out_ch
-        self.head = ClassifierHead(arch.head, last, arch.num_classes, arch.bn)
+        self.head = ClassifierHead(arch.head, last, arch.num_classes, arch.bn,
+                                   len(arch.layers) - 1)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,6 +181,15 @@ def _init_weights(model: nn.Module) -> None:
 def build_model(arch: Arch) -> Network:
     """The PyTorch model for `arch` (freshly initialised)."""
     return Network(arch)
+
+
+def module_roles(arch: Arch) -> dict[str, Roles]:
+    """(output width, input width, produces) of every weighted module of
+    `build_model(arch)`, by its registration name (`layers.3.body.expand.0`)."""
+    with torch.device("meta"):
+        model = build_model(arch)
+    return {name: getattr(m, ROLES_ATTR) for name, m in model.named_modules()
+            if hasattr(m, ROLES_ATTR)}
 
 
 def state_shapes(arch: Arch) -> dict[str, torch.Size]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_spaces.arch import Arch, Layer
+from search_spaces.kinds import ConvPart, kind_of, widths
 
 
 @dataclass(frozen=True)
@@ -37,31 +38,44 @@ def _se(mid: int, squeeze: int) -> tuple[int, int]:
     return 2 * mid * squeeze + squeeze + mid, 2 * mid * squeeze
 
 
+def _walk(layer: Layer, in_hw: int):
+    """Each part of `layer` with the spatial size entering and leaving it."""
+    hw = in_hw
+    for part in kind_of(layer).parts(layer):
+        out_hw = -(-hw // part.stride) if isinstance(part, ConvPart) else hw
+        yield part, hw, out_hw
+        hw = out_hw
+
+
 def layer_cost(layer: Layer, in_hw: int) -> tuple[int, int]:
     """(params, MACs) of one layer at input size `in_hw`."""
-    out_hw = -(-in_hw // layer.stride)
-    mid = layer.mid_ch
-    parts = []
-    if layer.kind == "conv":
-        parts.append(_conv(layer.in_ch, layer.out_ch, layer.kernel, out_hw))
-    else:
-        if layer.kind == "mbconv" and layer.expand:
-            parts.append(_conv(layer.in_ch, mid, 1, in_hw))
-        parts.append(_conv(mid, mid, layer.kernel, out_hw, groups=mid))
-        parts.append(_conv(mid, layer.out_ch, 1, out_hw))
-    if layer.se_ch:
-        parts.append(_se(mid, layer.se_ch))
-    return sum(p for p, _ in parts), sum(m for _, m in parts)
+    ch = widths(layer)
+    params = macs = 0
+    for part, _, out_hw in _walk(layer, in_hw):
+        if isinstance(part, ConvPart):
+            groups = ch[part.src] if part.depthwise else 1
+            p, m = _conv(ch[part.src], ch[part.dst], part.kernel, out_hw, groups)
+        else:
+            p, m = _se(ch[part.on], layer.se_ch)
+        params, macs = params + p, macs + m
+    return params, macs
+
+
+def activation_elements(layer: Layer, in_hw: int) -> int:
+    """Activation elements a layer reads and writes: its input and every conv's
+    output (what a memory-bound layer's latency scales with)."""
+    ch = widths(layer)
+    total = layer.in_ch * in_hw * in_hw
+    for part, _, out_hw in _walk(layer, in_hw):
+        if isinstance(part, ConvPart):
+            total += ch[part.dst] * out_hw * out_hw
+    return total
 
 
 def layer_desc(layer: Layer) -> str:
-    if layer.kind == "mbconv":
-        op = f"mbconv{'' if layer.expand else ' (no expand)'} e{layer.exp_ch}"
-    else:
-        op = layer.kind
     se = f" se{layer.se_ch}" if layer.se_ch else ""
     skip = "" if layer.skip == "none" else f" +{layer.skip}"
-    return f"{op} k{layer.kernel} s{layer.stride} {layer.act}{se}{skip}"
+    return f"{kind_of(layer).describe(layer)} k{layer.kernel} s{layer.stride} {layer.act}{se}{skip}"
 
 
 def count_rows(arch: Arch) -> list[Count]:
@@ -83,8 +97,7 @@ def count_rows(arch: Arch) -> list[Count]:
     p, m = _conv(last, head.conv_ch, 1, hw)
     rows.append(Count("head.conv", f"conv k1 {head.act}", hw, hw, head.conv_ch, p, m))
     width = head.conv_ch
-    if head.kind == "v3":
-        assert head.hidden_ch is not None
+    if head.hidden_ch is not None:
         rows.append(Count("head.hidden", f"linear {head.act}", 1, 1, head.hidden_ch,
                           width * head.hidden_ch + head.hidden_ch, width * head.hidden_ch))
         width = head.hidden_ch

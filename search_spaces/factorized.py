@@ -21,10 +21,15 @@ from itertools import product
 from typing import Any, Mapping, Sequence
 
 from search_spaces.arch import Arch, BatchNorm, Head, Layer, SERule, Stem, make_divisible
+from search_spaces.checks import did_you_mean
 from search_spaces.errors import UserError
+from search_spaces.kinds import SPACE_OPS
 from search_spaces.skeletons import PRESETS, BlockSpec, Skeleton
 
+# MnasNet sec. 4.1's conv ops, the default. Every op a kind offers (`fused3`, `fused6`:
+# EfficientNetV2's Fused-MBConv) can be added with the space's `ops`.
 CONV_OPS = ("conv", "dsconv", "mbconv3", "mbconv6")
+ALL_OPS = tuple(SPACE_OPS)
 KERNELS = (3, 5)
 SE_RATIOS = (0.0, 0.25)
 SKIP_OPS = ("pool", "identity", "none")
@@ -77,7 +82,7 @@ class FactorizedSpace:
 
     def __init__(self, family: str = "mnasnet", skeleton: str | Skeleton | None = None,
                  resolution: int = 224, stem_stride: int = 2, num_classes: int = 1000,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, ops: Sequence[str] | None = None) -> None:
         if family not in FAMILIES:
             raise UserError(f"search.space: unknown space '{family}' "
                             f"(choose from {', '.join(FAMILIES)})")
@@ -89,6 +94,10 @@ class FactorizedSpace:
                 raise UserError(f"search.skeleton: unknown preset '{skeleton}' "
                                 f"(choose from {', '.join(PRESETS)})")
             skeleton = PRESETS[skeleton]
+        self.ops = tuple(ops) if ops is not None else CONV_OPS
+        problem = ops_problem(self.ops)
+        if problem:
+            raise UserError(f"search.ops: {problem}")
         problems = skeleton_problems(skeleton, self.family)
         if problems:
             raise UserError(f"search.skeleton.{problems[0]}")
@@ -112,6 +121,8 @@ class FactorizedSpace:
         return self.family.name
 
     def _options(self, key: str) -> tuple:
+        if key == "op":
+            return self.ops
         return ACTIVATIONS if key == "act" else BLOCK_OPTIONS[key]
 
     # ------------------------------------------------------------ decoding
@@ -182,20 +193,13 @@ class FactorizedSpace:
 
     def _layer(self, choice: Mapping[str, Any], in_ch: int, out_ch: int, stride: int,
                act: str) -> Layer:
-        op = choice["op"]
-        exp_ch: int | None = None
-        if op.startswith("mbconv"):
-            exp_ch = in_ch * int(op[len("mbconv"):])
-            mid = exp_ch
-        else:
-            mid = in_ch if op == "dsconv" else out_ch
+        kind, ratio = SPACE_OPS[choice["op"]]
+        layer = kind.make(ratio, in_ch, out_ch, choice["kernel"], stride, act)
         se_ch = 0
         if choice["se"]:
-            se_ch = replace(self.family.se, ratio=choice["se"]).squeeze(in_ch, mid)
-        return Layer(kind="mbconv" if exp_ch else op, in_ch=in_ch, out_ch=out_ch,
-                     kernel=choice["kernel"], stride=stride, act=act, se_ch=se_ch,
-                     skip=canonical_skip(choice["skip"], in_ch, out_ch, stride),
-                     exp_ch=exp_ch, expand=True if exp_ch else None)
+            se_ch = replace(self.family.se, ratio=choice["se"]).squeeze(in_ch, layer.mid_ch)
+        return replace(layer, se_ch=se_ch,
+                       skip=canonical_skip(choice["skip"], in_ch, out_ch, stride))
 
     # ------------------------------------------------------------ size
 
@@ -238,8 +242,22 @@ def canonical_skip(skip: str, in_ch: int, out_ch: int, stride: int) -> str:
     return "pool" if skip == "pool" else "none"
 
 
+def ops_problem(ops: Sequence[str]) -> str | None:
+    if not ops:
+        return "needs at least one op"
+    unknown = [op for op in ops if op not in SPACE_OPS]
+    if unknown:
+        return (f"unknown op '{unknown[0]}' (choose from {', '.join(ALL_OPS)})"
+                f"{did_you_mean(unknown[0], ALL_OPS)}")
+    if len(set(ops)) != len(ops):
+        return f"an op is listed twice in {list(ops)}"
+    return None
+
+
 def skeleton_problems(skeleton: Skeleton, family: Family) -> list[str]:
-    """Problems in a skeleton, as `key.path: message` relative to the skeleton."""
+    """Problems in a skeleton, as `key.path: message` relative to the skeleton.
+
+    A block may fix any op a kind offers, searched or not (`fixed: {op: fused3}`)."""
     problems = []
     if skeleton.stem < 1:
         problems.append(f"stem: must be >= 1, got {skeleton.stem}")
@@ -249,7 +267,8 @@ def skeleton_problems(skeleton: Skeleton, family: Family) -> list[str]:
         problems.append(f"head_conv: must be >= 1, got {skeleton.head_conv}")
     if family.head_kind == "v3" and not skeleton.head_hidden:
         problems.append("head_hidden: the mobilenetv3 last stage needs a hidden width")
-    keys = dict(BLOCK_OPTIONS, **({"act": ACTIVATIONS} if family.act_choice else {}))
+    keys = dict(BLOCK_OPTIONS, op=ALL_OPS,
+                **({"act": ACTIVATIONS} if family.act_choice else {}))
     for i, block in enumerate(skeleton.blocks):
         where = f"blocks[{i}]"
         if block.width < 1:
@@ -269,6 +288,8 @@ def skeleton_problems(skeleton: Skeleton, family: Family) -> list[str]:
 
 
 def make_space(name: str, skeleton: str | Skeleton | None = None, resolution: int = 224,
-               stem_stride: int = 2, num_classes: int = 1000) -> FactorizedSpace:
-    """The space called `name` (`mnasnet` or `mobilenetv3`)."""
-    return FactorizedSpace(name, skeleton, resolution, stem_stride, num_classes)
+               stem_stride: int = 2, num_classes: int = 1000,
+               ops: Sequence[str] | None = None) -> FactorizedSpace:
+    """The space called `name` (`mnasnet` or `mobilenetv3`); `ops`: its conv op
+    choices (default `CONV_OPS`)."""
+    return FactorizedSpace(name, skeleton, resolution, stem_stride, num_classes, ops=ops)

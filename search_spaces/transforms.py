@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from search_spaces.arch import Arch, chain_problems, make_divisible
 from search_spaces.errors import UserError
+from search_spaces.kinds import kind_of
 
 
 def with_input(arch: Arch, resolution: int | None = None, num_classes: int | None = None,
@@ -30,7 +31,7 @@ def with_width_multiplier(arch: Arch, multiplier: float, divisor: int = 8) -> Ar
     The classic MobileNet width multiplier, the baseline NetAdapt is compared with.
     Expansions scale with the layer (not recomputed from a ratio, so NetAdapt's
     non-uniform widths stay proportional); SE widths are re-sized by the net's SE rule;
-    a layer without expansion keeps exp == in; the head scales too (torchvision
+    a layer without expansion keeps its `exp_ch` tied as its kind says; the head scales too (torchvision
     scales the MobileNetV3 last stage the same way).
     """
     if multiplier <= 0:
@@ -41,11 +42,10 @@ def with_width_multiplier(arch: Arch, multiplier: float, divisor: int = 8) -> Ar
 
     layers = []
     for layer in arch.layers:
-        in_ch, out_ch = scale(layer.in_ch), scale(layer.out_ch)
-        exp_ch = None
-        if layer.kind == "mbconv":
-            exp_ch = scale(layer.exp_ch or 0) if layer.expand else in_ch
-        new = replace(layer, in_ch=in_ch, out_ch=out_ch, exp_ch=exp_ch)
+        kind = kind_of(layer)
+        exp_ch = scale(layer.exp_ch or 0) if kind.expandable(layer) else layer.exp_ch
+        new = kind.normalize(replace(layer, in_ch=scale(layer.in_ch),
+                                     out_ch=scale(layer.out_ch), exp_ch=exp_ch))
         se_ch = arch.se.squeeze(new.in_ch, new.mid_ch) if layer.se_ch else 0
         layers.append(replace(new, se_ch=se_ch))
     head = replace(arch.head, conv_ch=scale(arch.head.conv_ch),

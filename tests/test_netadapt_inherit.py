@@ -55,6 +55,24 @@ def small_arch(se: SERule) -> Arch:
                 head=Head("v3", 64, "hswish", 80), se=se)
 
 
+def fused_arch(se: SERule) -> Arch:
+    """fused_mbconv layers with and without expansion, SE on both, in residual groups,
+    next to an mbconv that consumes a fused layer's output."""
+    def fused(i: int, e: int | None, o: int, k: int, s: int, skip: str) -> Layer:
+        mid = e or o
+        return Layer("fused_mbconv", i, o, k, s, "hswish", se.squeeze(i, mid), skip,
+                     mid, e is not None)
+    layers = (
+        fused(16, 48, 16, 3, 1, "identity"),
+        fused(16, None, 16, 5, 1, "identity"),
+        fused(16, 64, 24, 3, 2, "none"),
+        Layer("mbconv", 24, 24, 3, 1, "relu", 0, "identity", 24, False),
+        fused(24, None, 32, 3, 2, "none"),
+    )
+    return Arch(resolution=16, num_classes=10, stem=Stem(16, 3, 1, "hswish"), layers=layers,
+                head=Head("v3", 64, "hswish", 80), se=se)
+
+
 def narrowings(arch: Arch) -> dict[str, Arch]:
     """Each expansion alone, each residual group alone, the head, and all at once."""
     cases = {f"exp{i}": set_expansion(arch, i, arch.layers[i].exp_ch - 16)
@@ -82,7 +100,12 @@ def zero_removed(arch: Arch, model: torch.nn.Module, keep: dict) -> None:
     def out_conv(m: int) -> str:  # the module writing a residual group member
         if m == STEM:
             return "stem"
-        return f"layers.{m}.body.{'conv' if arch.layers[m].kind == 'conv' else 'project'}"
+        body = f"layers.{m}.body"
+        return f"{body}.project" if f"{body}.project.0.weight" in sd else f"{body}.conv"
+
+    def depthwise(i: int) -> str | None:
+        name = f"layers.{i}.body.depthwise"
+        return name if f"{name}.0.weight" in sd else None
 
     for node, kept in keep.items():
         kind, i = node[0], node[-1]
@@ -99,12 +122,12 @@ def zero_removed(arch: Arch, model: torch.nn.Module, keep: dict) -> None:
                 zero(out_conv(m), removed)
                 # Consumers whose depthwise runs on the residual stream itself.
                 nxt = m + 1
-                if nxt < len(arch.layers) and arch.layers[nxt].kind != "conv" \
-                        and not arch.layers[nxt].expand:
-                    zero(f"layers.{nxt}.body.depthwise", removed)
+                if nxt < len(arch.layers) and depthwise(nxt) and not arch.layers[nxt].expand:
+                    zero(depthwise(nxt), removed)
         elif kind == "mid":
             zero(f"layers.{i}.body.expand", removed)
-            zero(f"layers.{i}.body.depthwise", removed)
+            if depthwise(i):  # an mbconv's (a fused_mbconv's expansion has none)
+                zero(depthwise(i), removed)
         elif kind == "se":
             sd[f"layers.{i}.body.se.reduce.weight"][removed] = 0
             sd[f"layers.{i}.body.se.reduce.bias"][removed] = 0
@@ -128,9 +151,10 @@ def load(arch: Arch, state: dict) -> torch.nn.Module:
     return model.eval()
 
 
+@pytest.mark.parametrize("make", [small_arch, fused_arch], ids=["mixed", "fused"])
 @pytest.mark.parametrize("se", sorted(SE_RULES))
-def test_inherited_net_equals_wide_net_with_removed_channels_zeroed(se: str) -> None:
-    arch = small_arch(SE_RULES[se])
+def test_inherited_net_equals_wide_net_with_removed_channels_zeroed(se: str, make) -> None:
+    arch = make(SE_RULES[se])
     x = fixed_input(arch.resolution)
     changed_se = False
     for name, new in narrowings(arch).items():

@@ -1,0 +1,56 @@
+"""Value checks shared by every strict reader: each returns a problem or None.
+
+A check takes an already type-checked value and says what is wrong with it in the
+words an error line uses after the key path (`layers[3].kernel: ...`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from typing import Any, Callable, Sequence
+
+Check = Callable[[Any], "str | None"]
+
+
+def show(value: Any) -> str:
+    """A value as an error line quotes it, cut to 40 characters."""
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def did_you_mean(word: Any, options: Sequence[Any]) -> str:
+    """` (did you mean 'x'?)` for the closest option, or an empty string."""
+    hint = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
+def finite(value: float) -> str | None:
+    return None if math.isfinite(value) else f"must be a finite number, got {value}"
+
+
+def positive(value: float) -> str | None:
+    return finite(value) or (None if value > 0 else f"must be > 0, got {value}")
+
+
+def non_negative(value: float) -> str | None:
+    return finite(value) or (None if value >= 0 else f"must be >= 0, got {value}")
+
+
+def fraction(value: float) -> str | None:
+    """In [0, 1): dropout rates, BN momentum."""
+    return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
+
+
+def one_of(options: Sequence[Any], what: str = "value") -> Check:
+    """The value must be one of `options` (`unsupported kernel 4 (choose from 3, 5, 7)`)."""
+    def check(value: Any) -> str | None:
+        if value in options:
+            return None
+        listed = ", ".join(str(o) for o in options)
+        return f"unsupported {what} {show(value)} (choose from {listed}){did_you_mean(value, options)}"
+    return check
