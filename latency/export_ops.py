@@ -19,6 +19,7 @@ from latency.measure import onnx_bytes
 from latency.profiler import Coverage, Progress
 from latency.signature import Signature, build_op
 from latency.table import COLUMNS, format_header
+from search_spaces.files import atomic_write
 
 TEMPLATE_COLUMNS = COLUMNS + ("file",)
 
@@ -28,9 +29,7 @@ def export_op(sig: Signature, path: Path, se_gate: str) -> None:
     x = torch.zeros(sig.input_shape())
     with torch.no_grad():
         data = onnx_bytes(build_op(sig, se_gate), x)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)  # a killed export never leaves a half-written model behind
+    atomic_write(path, data)  # a killed export never leaves a half-written model behind
 
 
 def export_ops(coverage: Coverage, out_dir: Path, channel_step: int = 8,

@@ -27,6 +27,7 @@ import pandas as pd
 
 from latency.signature import KEY_COLUMNS, Signature, check_signature
 from search_spaces.errors import UserError, read_user_text
+from search_spaces.files import atomic_write
 
 FORMAT = "nas-latency-table 1"
 VALUE_COLUMNS = ("latency_ms", "std_ms", "count")
@@ -160,13 +161,12 @@ class LatencyTable:
     def save(self, path: str | Path | None = None) -> None:
         """Write the whole file atomically (metadata may have changed)."""
         path = Path(path or self.path or "")
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            f.write(format_header(self.meta, self.columns))
-            writer = csv.writer(f, lineterminator="\n")
-            for row in self.rows.values():
-                writer.writerow(row.cells(self.columns))
-        os.replace(tmp, path)
+        buf = io.StringIO()
+        buf.write(format_header(self.meta, self.columns))
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in self.rows.values():
+            writer.writerow(row.cells(self.columns))
+        atomic_write(path, buf.getvalue())
         self.path = path
 
     def append(self, rows: Iterable[Row]) -> None:

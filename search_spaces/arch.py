@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from search_spaces.checks import did_you_mean, fraction, non_negative, one_of, positive, show
-from search_spaces.errors import UserError, read_user_text
+from search_spaces.checks import fraction, non_negative, one_of, positive
+from search_spaces.errors import UserError
+from search_spaces.files import atomic_write
 from search_spaces.kinds import KINDS, kind_of
+from search_spaces.strict import FieldReader, read_json
 
 SCHEMA_VERSION = 1
 
@@ -149,7 +151,7 @@ class Arch:
         return f'{text[:head_at]}  "layers": [\n{rows}\n  ],\n{text[head_at:]}\n'
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        atomic_write(Path(path), self.to_json())
 
     def hash(self) -> str:
         """Content hash (name excluded): equal architectures share it."""
@@ -210,54 +212,6 @@ def arch_to_dict(arch: Arch) -> dict[str, Any]:
     }
 
 
-class _Reader:
-    """Reads one JSON object strictly, collecting errors with their key paths."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-
-    def obj(self, data: Any, path: str, fields: dict[str, tuple]) -> dict[str, Any] | None:
-        """Check `data` is an object with exactly `fields` ({name: (type, check)})."""
-        if not isinstance(data, dict):
-            self.errors.append(f"{path or '(top level)'}: expected an object, got {show(data)}")
-            return None
-        out: dict[str, Any] = {}
-        for key in data:
-            if key not in fields:
-                self.errors.append(f"{_join(path, key)}: unknown field{did_you_mean(key, fields)}")
-        for key, (kind, check) in fields.items():
-            where = _join(path, key)
-            if key not in data:
-                self.errors.append(f"{where}: missing field")
-                continue
-            value = data[key]
-            if not _is_type(value, kind):
-                self.errors.append(f"{where}: expected {kind.__name__}, got {show(value)}")
-                continue
-            if kind is float:
-                value = float(value)
-            problem = check(value) if check else None
-            if problem:
-                self.errors.append(f"{where}: {problem}")
-                continue
-            out[key] = value
-        return out if len(out) == len(fields) else None
-
-
-def _is_type(value: Any, kind: type) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
 _LAYER_COMMON = {
     "kind": (str, one_of(LAYER_KINDS)),
     "in_ch": (int, positive),
@@ -276,7 +230,7 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
     consecutive layers are all reported with their key path (`layers[3].kernel`).
     """
     errors: list[str] = []
-    r = _Reader(errors)
+    r = FieldReader(errors)
     top = r.obj(data, "", {
         "schema_version": (int, lambda v: None if v == SCHEMA_VERSION
                            else f"unsupported schema version {v} (this release reads {SCHEMA_VERSION})"),
@@ -378,10 +332,4 @@ def _raise(errors: list[str], source: str) -> None:
 
 def load_arch(path: str | Path) -> Arch:
     """Read an Arch JSON file strictly."""
-    path = Path(path)
-    text = read_user_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"line {err.lineno}: invalid JSON: {err.msg}", str(path)) from None
-    return arch_from_dict(data, str(path))
+    return arch_from_dict(read_json(path), str(path))
