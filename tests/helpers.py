@@ -40,17 +40,43 @@ def fixed_input(resolution: int, seed: int = 1) -> torch.Tensor:
 
 
 def kill_once_logged(proc: subprocess.Popen, folder: Path, pattern: str, lines: int,
-                     timeout: float = 300) -> Path | None:
+                     timeout: float = 300) -> Path:
     """SIGKILL `proc` as soon as a file matching `pattern` under `folder` has at least
-    `lines` lines; the file, or None when the process ended (or time ran out) first."""
+    `lines` lines, and return that file.
+
+    The run's own progress is the trigger, so the kill lands at the same point however
+    fast the machine is. The test fails (AssertionError) when no kill interrupted the
+    run: it ended by itself, before its log had `lines` lines or in the moment between
+    the check and the signal, or its log did not get there within `timeout` seconds.
+    The exit status tells an interrupted run from a finished one: only a process still
+    running when the signal is sent dies of SIGKILL (`send_signal` skips a process
+    that has been reaped, and an exited, unreaped one ignores the signal).
+    """
     found = None
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        files = list(folder.glob(pattern))
-        if files and files[0].read_text().count("\n") >= lines:
-            found = files[0]
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        log, have = _log_lines(folder, pattern)
+        if have >= lines:
+            found = log
             break
-        time.sleep(0.02)
+        time.sleep(0.02)  # the polling interval
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    status = proc.wait()
+    if status != -signal.SIGKILL:
+        log, have = _log_lines(folder, pattern)
+        raise AssertionError(
+            f"the run ended by itself (exit status {status}) before it could be killed: "
+            f"the kill was due at {lines} lines of {pattern}, the log has {have}"
+            f"{f' ({log})' if log else ''}")
+    if found is None:
+        raise AssertionError(f"no {pattern} under {folder} had {lines} lines after "
+                             f"{timeout:g} s (the run was killed then)")
     return found
+
+
+def _log_lines(folder: Path, pattern: str) -> tuple[Path | None, int]:
+    """The first file matching `pattern` under `folder` and its complete lines."""
+    files = sorted(folder.glob(pattern))
+    if not files:
+        return None, 0
+    return files[0], files[0].read_text().count("\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,15 +48,13 @@ def test_calibration_is_applied_unless_turned_off() -> None:
     assert TableModel(table, calibrated=False).predict(arch).ms == raw
 
 
-def test_predict_takes_under_a_millisecond() -> None:
+def test_repeated_predictions_agree() -> None:
+    # How fast `predict` is belongs to benchmarks/latency_fidelity.py (its `predict`
+    # column), not to a test: a busy machine would fail a timing assertion.
     arch = tiny_arch()
     model = TableModel(fake_table(arch))
-    model.predict(arch)
-    n = 500
-    start = time.perf_counter()
-    for _ in range(n):
-        model.predict(arch)
-    assert (time.perf_counter() - start) / n < 1e-3
+    first = model.predict(arch)
+    assert all(model.predict(arch) == first for _ in range(50))
 
 
 def test_policy_error_names_missing_signature_and_nearest_rows(tmp_path: Path) -> None:
