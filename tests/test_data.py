@@ -458,7 +458,7 @@ def test_synthetic_labels_survive_a_horizontal_flip_and_the_pixel_noise() -> Non
     # The teacher pairs every filter with its mirror image, so the flips of training
     # augmentation keep labels right; it looks at the noise-free field only, so the
     # pixel noise does not move a label either. A vertical flip is a new image.
-    from nas.data import _synthetic_fields, _synthetic_teacher
+    from nas.data.synthetic import _synthetic_fields, _synthetic_teacher
 
     fields = _synthetic_fields(1000, 32, torch.Generator().manual_seed(0))
     teacher = _synthetic_teacher(10, 32, 0)
