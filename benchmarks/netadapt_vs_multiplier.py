@@ -33,15 +33,16 @@ sys.path.insert(0, str(ROOT))
 from latency.model import make_model  # noqa: E402
 from nas.config import NetAdaptSection  # noqa: E402
 from nas.data import DataConfig, load_data  # noqa: E402
-from nas.netadapt_stage import make_step  # noqa: E402
+from nas.step import make_step  # noqa: E402
 from nas.train import TrainConfig, build_seeded, evaluate  # noqa: E402
 from netadapt.inherit import inherit  # noqa: E402
 from netadapt.jobs import Job, inline_executor  # noqa: E402
-from netadapt.loop import NetAdapt, job_seed, load_weights, save_weights  # noqa: E402
+from netadapt.loop import NetAdapt, job_seed  # noqa: E402
 from search_spaces.arch import Arch, load_arch  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
 from search_spaces.reference import load_reference  # noqa: E402
 from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
+from search_spaces.weights import read_weights, write_weights  # noqa: E402
 
 
 def start_arch() -> Arch:
@@ -60,7 +61,7 @@ def ensure_table(path: Path, arch: Arch) -> None:
 
 def test_accuracy(arch: Arch, weights: Path, test_set) -> float:
     model = build_seeded(arch, 0)
-    model.load_state_dict(load_weights(weights))
+    model.load_state_dict(read_weights(weights, arch))
     return evaluate(model, test_set)
 
 
@@ -115,14 +116,14 @@ def main() -> None:
     train_cfg = TrainConfig(batch_size=64, lr=args.lr, threads=args.threads, log_every=10**9)
     na = NetAdaptSection(target_ratio=args.ratio, delta_ratio=args.delta_ratio,
                          short_term_steps=args.steps, long_term_epochs=args.long_term_epochs)
-    step = make_step(splits, train_cfg, na)
+    step = make_step(splits, train_cfg, na.lr)
 
     start_w = out / "start" / "weights.pt"
     if not start_w.is_file():
         t0 = time.perf_counter()
-        step(Job("pretrain", arch, None, start_w, 0, epochs=args.pretrain_epochs))
+        step(Job("pretrain", arch, 0, out=start_w, epochs=args.pretrain_epochs))
         print(f"pre-trained the start in {time.perf_counter() - t0:.0f} s", flush=True)
-    start_val = step(Job("start", arch, start_w, None, 0)).accuracy
+    start_val = step(Job("start", arch, 0, weights=start_w, steps=0)).accuracy
     start_test = test_accuracy(arch, start_w, splits.test)
     L0 = latency(arch)
     print(f"start: {L0:.3f} ms ({args.latency}; table {table_ms(arch):.3f} ms), "
@@ -151,10 +152,10 @@ def main() -> None:
                           "wall_s": float(it["wall_s"].sum()), "proposals": len(it)})
         m, m_arch, m_ms = widest_multiplier(arch, latency, res.latency_ms)
         m_start = folder / "multiplier" / "start.pt"
-        save_weights(inherit(arch, load_weights(start_w), m_arch), m_start)
+        write_weights(inherit(arch, read_weights(start_w, arch), m_arch), m_start)
         m_w = folder / "multiplier" / "weights.pt"
-        m_res = step(Job("multiplier", m_arch, m_start, m_w, job_seed(seed, "final"),
-                         epochs=args.long_term_epochs))
+        m_res = step(Job("multiplier", m_arch, job_seed(seed, "final"), weights=m_start,
+                         out=m_w, epochs=args.long_term_epochs))
         rows.append({
             "seed": seed, "iterations": res.iterations,
             "na_ms": res.latency_ms, "na_table_ms": table_ms(res.arch),

@@ -51,7 +51,7 @@ def main() -> None:
             t0 = time.perf_counter()
             run = start(cfg)
             wall = time.perf_counter() - t0
-            frame = pd.read_csv(run.path("search", "trials.csv"))
+            frame = pd.read_csv(run.trials_csv)
             ok = frame[frame["status"].isin(["ok", "cached"])]
             within = ok[ok["latency_ms"] <= cfg.reward.target_ms]
             results.append({

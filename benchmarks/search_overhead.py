@@ -25,9 +25,10 @@ from nas.data import DataConfig, SyntheticConfig, load_data
 from nas.raytune import RayConfig, run_ray
 from nas.rewards import Reward
 from nas.rundir import RunDir
-from nas.search import SearchCore, TrialOutcome, run_inline
+from nas.search import SearchCore, run_inline
 from nas.strategies import EvolutionConfig, make_strategy
 from nas.train import TrainConfig, train_and_evaluate
+from netadapt.jobs import Job, JobResult
 from search_spaces.counting import count
 from search_spaces.factorized import make_space
 from search_spaces.reference import load_reference
@@ -36,8 +37,8 @@ from search_spaces.transforms import with_input
 REWARD = Reward("mnas", 5.0, -0.07, -0.07)
 
 
-def trivial(arch, seed) -> TrialOutcome:
-    return TrialOutcome(0.5, images_per_s=0.0)
+def trivial(job: Job) -> JobResult:
+    return JobResult(0.5, images_per_s=0.0)
 
 
 def core_for(root: Path, name: str, trials: int) -> SearchCore:

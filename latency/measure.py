@@ -49,6 +49,7 @@ from torch import nn
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
+from search_spaces.threads import torch_threads
 
 BACKENDS = ("torch", "onnxruntime")
 DEVICES = ("cpu", "cuda")
@@ -214,14 +215,8 @@ def timing_session(protocol: Protocol, timeout: float | None = None) -> Iterator
     """Hold the timing lock, fix the thread count (restored after) and inference mode,
     with a steady allocator."""
     steady_allocator()
-    with timing_lock(timeout):
-        old = torch.get_num_threads()
-        torch.set_num_threads(protocol.threads)
-        try:
-            with torch.inference_mode():
-                yield
-        finally:
-            torch.set_num_threads(old)
+    with timing_lock(timeout), torch_threads(protocol.threads), torch.inference_mode():
+        yield
 
 
 # ------------------------------------------------------------------ runners

@@ -14,15 +14,23 @@ from netadapt.loop import NetAdaptFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
 from search_spaces.errors import UserError
-from search_spaces.reference import reference_names, resolve_arch
+from search_spaces.reference import reference_names
 from search_spaces.transforms import with_input
+from search_spaces.weights import ARCH_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from nas.config import ExperimentConfig
 
+# What a command taking "a network" accepts besides a reference name (nas.resolve).
+NETWORK = (f"an Arch JSON file, a folder with {ARCH_FILE}, or a run directory "
+           f"(its latest network)")
+
 
 def _info(args: argparse.Namespace) -> None:
-    arch = with_input(resolve_arch(args.arch), args.resolution, args.classes, args.stem_stride)
+    from nas.resolve import resolve_net
+
+    arch = with_input(resolve_net(args.arch).arch, args.resolution, args.classes,
+                      args.stem_stride)
     rows = count_rows(arch)
     params, macs = sum(r.params for r in rows), sum(r.macs for r in rows)
     if args.json:
@@ -48,7 +56,9 @@ def _info(args: argparse.Namespace) -> None:
 def _validate(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if path.suffix == ".json":
-        arch: Arch = resolve_arch(path)
+        from nas.resolve import resolve_net
+
+        arch: Arch = resolve_net(path).arch
         print(f"{path}: valid Arch JSON ({len(arch.layers)} layers, hash {arch.hash()})")
         return
     from nas.config import load_config
@@ -97,7 +107,7 @@ def _evaluation_data(spec: str, resolution: int):
     from nas.rundir import RunDir
 
     path = Path(spec)
-    if path.suffix in (".yaml", ".yml") or (path / "config.yaml").is_file():
+    if path.suffix in (".yaml", ".yml") or RunDir.is_run(path):
         cfg_path = path if path.suffix in (".yaml", ".yml") else RunDir.open(path).config_path
         data = load_config(cfg_path).data
         source = str(cfg_path)
@@ -115,9 +125,10 @@ def _evaluation_data(spec: str, resolution: int):
 
 def _evaluate(args: argparse.Namespace) -> None:
     from nas.export import load_model
+    from nas.resolve import resolve_net
     from nas.train import evaluate
 
-    arch = resolve_arch(args.arch)
+    arch = resolve_net(args.arch).arch
     splits = _evaluation_data(args.data, arch.resolution)
     if splits.num_classes != arch.num_classes:
         raise UserError(f"the network has {arch.num_classes} classes, the data "
@@ -139,20 +150,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from nas.export import export
-    from nas.rundir import RunDir
+    from nas.resolve import resolve_net
 
-    source = Path(args.source)
-    weights: Path | None = Path(args.weights) if args.weights else None
-    if source.is_dir():
-        folder = RunDir.open(source).path("final") if (source / "config.yaml").is_file() \
-            else source
-        if not (folder / "arch.json").is_file():
-            raise UserError("no arch.json here (has the final_train stage run?)", str(folder))
-        arch = resolve_arch(folder / "arch.json")
-        if weights is None and (folder / "weights.pt").is_file():
-            weights = folder / "weights.pt"
-    else:
-        arch = resolve_arch(args.source)
+    arch, beside, _ = resolve_net(args.source, run_pick="final")
+    weights = Path(args.weights) if args.weights else beside
     if weights is None and args.format != "json":
         print("nas export: no weights: exporting freshly initialised weights",
               file=sys.stderr)
@@ -205,7 +206,7 @@ def _results(args: argparse.Namespace) -> None:
     from nas.search import COLUMNS
 
     run = RunDir.open(args.run_dir)
-    path = run.path("search", "pareto.csv" if args.pareto else "trials.csv")
+    path = run.pareto_csv if args.pareto else run.trials_csv
     if not path.is_file():
         raise UserError(f"no {path.name} yet (has the search started?)", str(run.root))
     columns = TrialLog(path, COLUMNS).read()  # strict: a damaged log is an error
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="layer table with params and MACs of an architecture")
-    p.add_argument("arch", help=f"Arch JSON file or reference net ({', '.join(reference_names())})")
+    p.add_argument("arch", help=f"reference net ({', '.join(reference_names())}), {NETWORK}")
     p.add_argument("--resolution", type=int, help="input resolution (default: the arch's)")
     p.add_argument("--classes", type=int, help="number of classes (default: the arch's)")
     p.add_argument("--stem-stride", type=int, choices=(1, 2), help="override the stem stride")
@@ -259,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_netadapt)
 
     p = sub.add_parser("evaluate", help="top-1 of a trained network on a data split")
-    p.add_argument("arch", help="Arch JSON file or reference net")
+    p.add_argument("arch", help=f"reference net, {NETWORK}")
     p.add_argument("weights", help="state dict (.pt)")
     p.add_argument("--data", required=True,
                    help="experiment YAML or run directory (its data:), synthetic, an .npz, "
@@ -270,11 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export",
                        help="write a network as Arch JSON, ONNX or a torch.export program")
-    p.add_argument("source", help="run directory (its final/), a folder with arch.json "
-                                  "(+ weights.pt), an Arch JSON file or a reference net")
+    p.add_argument("source", help=f"run directory (its final network), a folder with "
+                                  f"{ARCH_FILE} (+ {WEIGHTS_FILE}), an Arch JSON file or a "
+                                  f"reference net")
     p.add_argument("--format", choices=("json", "onnx", "pt2"), required=True)
     p.add_argument("-o", "--output", required=True, help="file to write")
-    p.add_argument("--weights", help="state dict (default: weights.pt beside arch.json)")
+    p.add_argument("--weights",
+                   help=f"state dict (default: {WEIGHTS_FILE} beside {ARCH_FILE})")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("report", help="(re)write a run's report.md and pareto.png")

@@ -11,6 +11,7 @@ from nas.controller import ControllerConfig
 from nas.data import DataConfig
 from nas.final import ExportConfig, FinalConfig, ReportConfig
 from nas.raytune import RayConfig
+from nas.resolve import anchor
 from nas.rewards import RewardConfig
 from nas.strategies import EvolutionConfig
 from nas.train import TrainConfig
@@ -161,8 +162,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     build_space(cfg)  # semantic checks of the space and skeleton
     _check_stages(cfg, path)
     if cfg.netadapt is not None and cfg.netadapt.start is not None:
-        cfg.netadapt.start = _resolve_start(cfg.netadapt.start, "netadapt.start" in cwd_keys,
-                                            path)
+        # relative to the YAML's folder, or to the current directory when given with --set
+        base = Path.cwd() if "netadapt.start" in cwd_keys else path.resolve().parent
+        cfg.netadapt.start = anchor(cfg.netadapt.start, base)
     if cfg.latency.kind == "table" and cfg.latency.path is None:
         raise UserError("latency.path: missing required key (latency.kind is table)", str(path))
     return cfg
@@ -184,16 +186,6 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
                         str(path))
 
 
-def _resolve_start(start: str, from_cwd: bool, path: Path) -> str:
-    """A reference net name stays a name; a path becomes absolute (relative to the
-    YAML's folder, or to the current directory when given with --set)."""
-    from search_spaces.reference import reference_names
-
-    if start in reference_names():
-        return start
-    p = Path(start).expanduser()
-    base = Path.cwd() if from_cwd else path.resolve().parent
-    return str(p if p.is_absolute() else (base / p).resolve())
 
 
 def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace:

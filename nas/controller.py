@@ -9,14 +9,14 @@ an exponential moving-average baseline.
 from __future__ import annotations
 
 import io
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 
 from nas.configload import positive
+from search_spaces.threads import torch_threads
 
 
 @dataclass
@@ -91,18 +91,6 @@ class Controller(nn.Module):
         return lp, ent
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """The controller's ops are tiny: with several intra-op threads on a busy machine
-    they run 10-50x slower (measured), so they run on one and the setting is restored."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 class ControllerTrainer:
     """Samples from the controller and learns from rewards, `batch_size` at a time."""
 
@@ -119,7 +107,9 @@ class ControllerTrainer:
         self.updates = 0
 
     def sample(self) -> tuple[list[int], float]:
-        with _one_thread():
+        # The controller's ops are tiny: with several intra-op threads on a busy
+        # machine they run 10-50x slower (measured), so they run on one.
+        with torch_threads(1):
             choices, log_prob, _ = self.controller.sample(self.generator)
         return choices, log_prob
 
@@ -128,7 +118,7 @@ class ControllerTrainer:
         self.buffer.append((choices, log_prob, reward))
         if len(self.buffer) < self.cfg.batch_size:
             return False
-        with _one_thread():
+        with torch_threads(1):
             self._update()
         self.buffer = []
         return True

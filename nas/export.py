@@ -12,7 +12,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
+from search_spaces.weights import read_weights
 
 FORMATS = ("json", "onnx", "pt2")
 TOLERANCE = 1e-4  # max |torch - exported| on the check input
@@ -45,29 +46,11 @@ class Preprocessing:
         }, indent=2) + "\n"
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a user's file (weights_only); a damaged file is a UserError."""
-    if not path.is_file():
-        raise UserError("does not exist", str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"not a readable weights file ({str(err).splitlines()[0][:120]})",
-                        str(path)) from None
-    if not isinstance(state, dict):
-        raise UserError(f"expected a state dict, found {type(state).__name__}", str(path))
-    return state
-
-
 def load_model(arch: Arch, weights: Path | None) -> nn.Module:
-    """`arch` built and loaded from `weights` (a state dict), in eval mode."""
+    """`arch` built and loaded from `weights` (a state dict for it), in eval mode."""
     model = build_model(arch)
     if weights is not None:
-        try:
-            model.load_state_dict(read_weights(weights))
-        except RuntimeError as err:  # keys or shapes of another network
-            raise UserError(f"cannot load these weights for the network "
-                            f"({str(err).splitlines()[0][:160]})", str(weights)) from None
+        model.load_state_dict(read_weights(weights, arch))
     return model.eval()
 
 
@@ -141,10 +124,3 @@ def export(arch: Arch, weights: Path | None, fmt: str, path: Path) -> float | No
         raise RuntimeError(f"{path}: the exported model differs from torch by {diff:.2e} "
                            f"(> {TOLERANCE})")
     return diff
-
-
-def export_all(arch: Arch, weights: Path, folder: Path, formats: Sequence[str]
-               ) -> dict[str, float | None]:
-    """`model.onnx` / `model.pt2` beside `arch.json` + `weights.pt` in `folder`."""
-    names = {"onnx": "model.onnx", "pt2": "model.pt2", "json": "arch.json"}
-    return {fmt: export(arch, weights, fmt, folder / names[fmt]) for fmt in formats}

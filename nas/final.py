@@ -17,16 +17,18 @@ from latency.measure import compute_lock
 from latency.model import LatencyModel
 from nas.configload import positive
 from nas.data import Splits
-from nas.export import Preprocessing, export_all
+from nas.export import Preprocessing, export
+from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
-from nas.train import Threads, TrainConfig, build_seeded, evaluate, train, wanted_threads
-from netadapt.loop import load_weights, save_weights
-from search_spaces.arch import Arch, load_arch
+from nas.train import TrainConfig, build_seeded, evaluate, train, wanted_threads
+from search_spaces.arch import Arch
 from search_spaces.counting import count
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
 from search_spaces.reference import load_reference
+from search_spaces.threads import torch_threads
 from search_spaces.transforms import with_input
+from search_spaces.weights import read_weights, write_weights
 
 
 @dataclass
@@ -60,24 +62,23 @@ class ExportConfig:
 
 
 def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:
-    """The network the final stage trains: NetAdapt's result, else the search's best."""
-    netadapt = run.path("netadapt", "final")
-    if (netadapt / "metrics.json").is_file():
-        return load_arch(netadapt / "arch.json"), netadapt / "weights.pt", "netadapt"
-    best = run.path("search", "best.json")
-    if best.is_file():
-        return load_arch(best), None, "search"
-    raise UserError("final_train: no network to train (neither netadapt/final nor "
-                    "search/best.json exists)", str(run.root))
+    """The network the final stage trains: NetAdapt's result, else the search's best;
+    the last is the stage it came from."""
+    try:
+        net = run_net(run, "netadapt")
+    except UserError:
+        raise UserError("final_train: no network to train (neither netadapt/final nor "
+                        "search/best.json exists)", str(run.root)) from None
+    return net.arch, net.weights, net.origin
 
 
 def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, latency: LatencyModel,
                 run: RunDir, seed: int, log: Callable[[str], None],
                 train_references: bool = False) -> dict:
     """Train and score the final network into `final/`; skipped when already done."""
-    folder = run.path("final")
-    metrics_path = folder / "metrics.json"
-    if metrics_path.is_file():
+    folder = run.final
+    metrics_path = folder.metrics_json
+    if folder.complete():
         log(f"final_train: already done ({metrics_path})")
         return json.loads(metrics_path.read_text())
     arch, weights, source = final_source(run)
@@ -91,18 +92,17 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     model = build_seeded(arch, seed)
     if final.init == "netadapt":
         assert weights is not None
-        model.load_state_dict(load_weights(weights))
+        model.load_state_dict(read_weights(weights, arch))
     what = "from scratch" if final.init == "scratch" else "from NetAdapt's weights"
     log(f"final_train: {len(arch.layers)}-layer network from {source}, trained {what}")
-    with compute_lock(), Threads(wanted_threads(cfg)):
+    with compute_lock(), torch_threads(wanted_threads(cfg)):
         # a killed final training continues from its last checkpoint on resume
-        stats = train(model, splits.train, cfg, seed, log,
-                      checkpoint=folder / "train_checkpoint.pt")
+        stats = train(model, splits.train, cfg, seed, log, checkpoint=folder.checkpoint_pt)
         val = evaluate(model, splits.val, cfg.eval_batch_size)
         test = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
-    atomic_write(folder / "arch.json", arch.to_json())
-    save_weights({k: v.cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
-    atomic_write(folder / "preprocessing.json",
+    atomic_write(folder.arch_json, arch.to_json())
+    write_weights(model.state_dict(), folder.weights_pt)
+    atomic_write(folder.preprocessing_json,
                  Preprocessing(arch.resolution, splits.mean, splits.std, splits.classes).to_json())
     est = latency.predict(arch)
     params, macs = count(arch)
@@ -112,12 +112,12 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
                "epochs": stats.epochs, "train_wall_s": stats.wall_s,
                "wall_s": time.perf_counter() - start, "test_images": len(splits.test or ())}
     if train_references:
-        write_json(folder / "references.json",
+        write_json(folder.references_json,
                    _train_references(arch, cfg, splits, seed, log))
     write_json(metrics_path, metrics)  # last: the stage is complete
     test_text = f"test top-1 {test:.4f}" if test is not None else "no test split"
     log(f"final_train: {test_text}, val top-1 {val:.4f}, {est.ms:.3f} ms, {params:,} params, "
-        f"{macs / 1e6:.1f}M MACs -> {folder}")
+        f"{macs / 1e6:.1f}M MACs -> {folder.root}")
     return metrics
 
 
@@ -132,22 +132,22 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
                          arch.stem.stride)
         log(f"final_train: training the reference {name} on the same budget")
         model = build_seeded(ref, seed)
-        with compute_lock(), Threads(wanted_threads(cfg)):
+        with compute_lock(), torch_threads(wanted_threads(cfg)):
             train(model, splits.train, cfg, seed, log)
             out[name] = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
     return out
 
 
-def export_stage(export: ExportConfig, run: RunDir, log: Callable[[str], None]) -> None:
+def export_stage(export_cfg: ExportConfig, run: RunDir, log: Callable[[str], None]) -> None:
     """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`."""
-    folder = run.path("final")
-    if not (folder / "metrics.json").is_file():
+    folder = run.final
+    if not folder.complete():
         raise UserError("export: no trained final network (run the final_train stage)",
                         str(run.root))
-    arch = load_arch(folder / "arch.json")
-    todo = [f for f in export.formats if not (folder / f"model.{f}").is_file()]
+    net = run_net(run, "final")
+    todo = [f for f in export_cfg.formats if not folder.model(f).is_file()]
     if not todo:
-        log(f"export: already done ({', '.join(export.formats)})")
-    diffs = export_all(arch, folder / "weights.pt", folder, todo)
-    for fmt, diff in diffs.items():
-        log(f"export: {folder / ('model.' + fmt)} (max |torch - exported| {diff:.1e})")
+        log(f"export: already done ({', '.join(export_cfg.formats)})")
+    for fmt in todo:
+        diff = export(net.arch, net.weights, fmt, folder.model(fmt))
+        log(f"export: {folder.model(fmt)} (max |torch - exported| {diff:.1e})")

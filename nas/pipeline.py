@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from latency.measure import compute_lock
 from latency.model import LatencyModel, make_model
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.data import Splits, load_data
@@ -21,9 +20,9 @@ from nas.raytune import run_ray
 from nas.report import write_report
 from nas.rewards import Reward, make_reward
 from nas.rundir import RunDir
-from nas.search import SearchCore, TrialOutcome, run_inline
+from nas.search import SearchCore, run_inline
+from nas.step import make_step
 from nas.strategies import make_strategy
-from nas.train import TrialError, train_and_evaluate
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
@@ -68,22 +67,6 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     return prep
 
 
-def make_train_fn(prep: Prepared, log: Callable[[str], None] | None = None
-                  ) -> Callable[[Arch, int], TrialOutcome]:
-    """The trial function shared by the inline and Ray executors."""
-    splits, train_cfg = prep.splits, prep.cfg.train
-
-    def train_child(arch: Arch, seed: int) -> TrialOutcome:
-        try:
-            with compute_lock():  # no latency timing on this machine while we train
-                result = train_and_evaluate(arch, splits, train_cfg, seed, log)
-        except TrialError as err:
-            return TrialOutcome(None, str(err))
-        return TrialOutcome(result.accuracy, "", result.images_per_s)
-
-    return train_child
-
-
 def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> SearchCore:
     """Run (or continue) the controller search in `run`."""
     cfg = prep.cfg
@@ -103,16 +86,16 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
     log(f"search: {cfg.search.strategy} over {prep.space.name} "
         f"({prep.space.size():.2e} architectures), {cfg.search.num_trials} trials, "
         f"{cfg.search.executor} executor; {prep.splits.summary()}")
-    train_fn = make_train_fn(prep)
+    step = make_step(prep.splits, cfg.train)  # children train from scratch for train:
     if cfg.search.executor == "inline":
-        run_inline(core, train_fn, cfg.seed)
-    elif core.done < cfg.search.num_trials:
-        run_ray(core, train_fn, cfg.seed, cfg.ray, run.path("ray"))
+        run_inline(core, step, cfg.seed)
+    elif not core.finished:
+        run_ray(core, step, cfg.seed, cfg.ray, run.ray_dir)
     best = core.best()
     if best is not None:
         log(f"search done: best trial {best['trial_id']} reward {float(best['reward']):.4f} "
             f"accuracy {float(best['accuracy']):.3f} latency {float(best['latency_ms']):.2f} ms "
-            f"-> {run.path('search', 'best.json')}")
+            f"-> {run.best_json}")
     return core
 
 
@@ -120,15 +103,14 @@ def run_netadapt(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Non
     """Run (or continue) NetAdapt in `run`, from its start or this run's search best."""
     cfg = prep.cfg
     assert cfg.netadapt is not None and prep.netadapt_latency is not None
-    start = prep.netadapt_start or resolve_start(cfg, prep.splits.num_classes,
-                                                 run.path("search", "best.json"))
+    start = prep.netadapt_start or resolve_start(cfg, prep.splits.num_classes, run.best_json)
     measure = None
     if cfg.netadapt.measure:  # the measurement protocol, with the experiment's settings
         options = asdict(cfg.latency)
         options.pop("kind")
         measure = make_model("measure", **options)
-    netadapt_stage(cfg, prep.splits, prep.netadapt_latency, start, run.path("netadapt"),
-                   run.path("ray"), log, measure)
+    netadapt_stage(cfg, prep.splits, prep.netadapt_latency, start, run.netadapt.root,
+                   run.ray_dir, log, measure)
 
 
 def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
@@ -144,7 +126,7 @@ def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
         elif stage == "export":
             export_stage(prep.cfg.export, run, log)
         write_report(run, prep.latency)  # after each stage: always current
-    log(f"report: {run.path('report.md')}")
+    log(f"report: {run.report_md}")
 
 
 def _stderr(msg: str) -> None:

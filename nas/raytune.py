@@ -1,8 +1,13 @@
-"""Ray Tune execution: each child is a Tune trial; our strategy sits behind a Searcher.
+"""Ray Tune execution: every job a stage hands out is a Tune trial.
 
-The same experiment runs on a laptop (a local Ray) or a cluster (`ray.address`).
+One helper, `run_tune`, runs any `JobFeed` (`netadapt.jobs`): the search's children
+(asked from the strategy as slots free up) and NetAdapt's batches of proposals. The
+feed sits behind a Tune `Searcher`, so results come back to the driver, where the
+latency model, the strategy and the logs live; Tune only schedules. The same
+experiment runs on a laptop (a local Ray) or a cluster (`ray.address`).
+
 Ray Tune checkpoints its own state only periodically, so resume does not use
-`Tuner.restore`: the run's trial log is replayed into a new `SearchCore` instead.
+`Tuner.restore`: the run's logs (trials.csv, proposals.csv) are replayed instead.
 """
 
 from __future__ import annotations
@@ -12,12 +17,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from nas.configload import positive
-from nas.search import SearchCore, SearchFailed, Trial, TrialOutcome, guarded, trial_seed
-from netadapt.jobs import Job, JobResult, OnResult, Step, run_guarded
-from search_spaces.arch import Arch, arch_from_dict
+from nas.search import SearchCore, SearchFeed
+from netadapt.jobs import Executor, Job, JobFeed, JobList, JobResult, OnResult, Step, run_guarded
 
 
 @dataclass
@@ -40,70 +44,72 @@ def _import_tune() -> Any:
     return tune, Searcher
 
 
-def make_searcher(core: SearchCore, seed: int) -> Any:
-    """A `ray.tune.search.Searcher` that asks `core` for children and tells it results."""
+def make_searcher(feed: JobFeed) -> Any:
+    """A `ray.tune.search.Searcher` that asks `feed` for jobs and gives it results.
+
+    An exception from the feed (say, `SearchFailed`) ends the suggestions; `run_tune`
+    raises it once the running trials are done."""
     _, Searcher = _import_tune()
 
-    class NasSearcher(Searcher):
+    class FeedSearcher(Searcher):
         def __init__(self) -> None:
-            # No Tune metric: the reward is computed by `core` in the driver, where the
-            # latency model lives; Tune only schedules.
-            super().__init__()
-            self.live: dict[str, Trial] = {}
+            super().__init__()  # no Tune metric: the feed scores results itself
+            self.live: dict[str, Job] = {}
+            self.completed = 0
             self.error: BaseException | None = None
 
         def suggest(self, trial_id: str) -> dict | str | None:
-            if self.error is not None or core.done >= core.num_trials:
-                return Searcher.FINISHED
-            if not core.wants_more():
-                return None  # the budget is in flight; a failure may still free a slot
-            trial = core.next_trial()
-            self.live[trial_id] = trial
-            return {"arch": trial.arch.to_dict(), "seed": trial_seed(seed, trial.trial_id),
-                    "cached": trial.cached is not None, "trial_id": trial.trial_id}
+            try:
+                if self.error is None and not feed.exhausted():
+                    job = feed.next_job()
+                    if job is None:
+                        return None  # every free slot's job is running; wait for one
+                    self.live[trial_id] = job
+                    return {"job": job.to_dict()}
+            except Exception as err:
+                self.error = err
+            return Searcher.FINISHED
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None,
                               error: bool = False) -> None:
-            trial = self.live.pop(trial_id, None)
-            if trial is None:
+            job = self.live.pop(trial_id, None)
+            if job is None:
                 return
             if result is None or error:
-                outcome = TrialOutcome(None, "the Ray trial crashed (see its log in ray/)")
+                outcome = JobResult(None, "the Ray trial crashed (see its log in ray/)")
             else:
-                outcome = TrialOutcome(result.get("accuracy"), result.get("error", ""),
-                                       result.get("images_per_s"))
+                outcome = JobResult(result.get("accuracy"), result.get("error", ""),
+                                    result.get("wall_s", 0.0), result.get("images_per_s"))
+            self.completed += 1
             try:
-                core.finish(trial, outcome)
-            except SearchFailed as err:
+                feed.record(job, outcome)
+            except Exception as err:
                 self.error = err
 
         def save(self, checkpoint_path: str) -> None:
-            # The trial log is the truth; this snapshot only serves Tune's own restore.
+            # The run's logs are the truth; this snapshot only serves Tune's own restore.
             with open(checkpoint_path, "w") as fh:
-                json.dump({"asks": core.asks, "done": core.done}, fh)
+                json.dump({"completed": self.completed}, fh)
 
         def restore(self, checkpoint_path: str) -> None:
             with open(checkpoint_path) as fh:
                 state = json.load(fh)
-            if state["done"] != core.done:
-                raise RuntimeError("Tune restored a searcher out of step with the trial log")
+            if state["completed"] != self.completed:
+                raise RuntimeError("Tune restored a searcher out of step with the run's log")
 
-    return NasSearcher()
+    return FeedSearcher()
 
 
-def _trainable(config: dict, train_fn: Callable[[Arch, int], TrialOutcome]) -> None:
+def _trainable(config: dict, step: Step) -> None:
     tune, _ = _import_tune()
-    if config["cached"]:
-        tune.report({"accuracy": None, "error": "", "images_per_s": None})
-        return
-    outcome = guarded(train_fn, arch_from_dict(config["arch"]), config["seed"])
-    tune.report({"accuracy": outcome.accuracy, "error": outcome.error,
-                 "images_per_s": outcome.images_per_s})
+    result = run_guarded(step, Job.from_dict(config["job"]))
+    tune.report({"accuracy": result.accuracy, "error": result.error,
+                 "wall_s": result.wall_s, "images_per_s": result.images_per_s})
 
 
-def run_ray(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], seed: int,
-            cfg: RayConfig, storage: Path) -> None:
-    """Run the remaining trials as Ray Tune trials."""
+def run_tune(feed: JobFeed, step: Step, cfg: RayConfig, storage: Path, name: str) -> None:
+    """Every job of `feed` as a Ray Tune trial (experiment `name` under `storage`), as
+    many side by side as the cluster's CPUs (or `ray.max_concurrent_trials`) allow."""
     import ray
 
     tune, _ = _import_tune()
@@ -111,15 +117,15 @@ def run_ray(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], see
     total_cpus = ray.cluster_resources().get("CPU", 1)
     concurrent = cfg.max_concurrent_trials or max(1, int(total_cpus // cfg.cpus_per_trial))
 
-    searcher = make_searcher(core, seed)
-    # with_parameters ships the trial function (and the data it holds) through the
-    # object store once, instead of pickling it into every trial.
-    trainable = tune.with_parameters(_trainable, train_fn=train_fn)
+    searcher = make_searcher(feed)
+    # with_parameters ships the step (and the data it holds) through the object store
+    # once, instead of pickling it into every trial.
+    trainable = tune.with_parameters(_trainable, step=step)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                     max_concurrent_trials=concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=str(storage.resolve()), name="tune", verbose=0),
+        run_config=tune.RunConfig(storage_path=str(storage.resolve()), name=name, verbose=0),
     )
     tuner.fit()
     if searcher.error is not None:
@@ -139,40 +145,18 @@ def _init_ray(cfg: RayConfig) -> None:
         ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
 
 
-def _run_job(config: dict, jobs: Sequence[Job], step: Step) -> None:
-    tune, _ = _import_tune()
-    result = run_guarded(step, jobs[config["index"]])
-    tune.report({"accuracy": result.accuracy, "error": result.error, "wall_s": result.wall_s})
+def run_ray(core: SearchCore, step: Step, seed: int, cfg: RayConfig, storage: Path) -> None:
+    """The search's remaining children as Ray Tune trials."""
+    run_tune(SearchFeed(core, seed), step, cfg, storage, "tune")
 
 
-def run_jobs_ray(jobs: Sequence[Job], on_result: OnResult, step: Step, cfg: RayConfig,
-                 storage: Path) -> None:
-    """NetAdapt's jobs as Ray Tune trials, side by side; `on_result` as each ends."""
-    import ray
+def ray_executor(step: Step, cfg: RayConfig, storage: Path) -> Executor:
+    """NetAdapt's executor: each batch of jobs side by side as Ray Tune trials."""
 
-    tune, _ = _import_tune()
-    _init_ray(cfg)
-    total_cpus = ray.cluster_resources().get("CPU", 1)
-    concurrent = cfg.max_concurrent_trials or max(1, int(total_cpus // cfg.cpus_per_trial))
+    def run(jobs: Sequence[Job], on_result: OnResult) -> None:
+        # one Tune experiment per batch; the time keeps a resumed batch's name fresh
+        batch = jobs[0].name.split("/")[0] if jobs else "jobs"
+        run_tune(JobList(jobs, on_result), step, cfg, storage,
+                 f"netadapt_{batch}_{time.strftime('%H%M%S')}")
 
-    class Collect(tune.Callback):
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            r = trial.last_result
-            job = jobs[trial.config["index"]]
-            on_result(job, JobResult(r.get("accuracy"), r.get("error", ""), r.get("wall_s", 0.0)))
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            on_result(jobs[trial.config["index"]],
-                      JobResult(None, "the Ray trial crashed (see its log in ray/)"))
-
-    # one Tune experiment per batch; the time keeps a resumed batch's name fresh
-    name = f"netadapt_{jobs[0].name.split('/')[0] if jobs else 'jobs'}_{time.strftime('%H%M%S')}"
-    trainable = tune.with_parameters(_run_job, jobs=list(jobs), step=step)
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
-        param_space={"index": tune.grid_search(list(range(len(jobs))))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=str(storage.resolve()), name=name, verbose=0,
-                                  callbacks=[Collect()]),
-    )
-    tuner.fit()
+    return run

@@ -13,8 +13,9 @@ from typing import Any, Callable
 import pandas as pd
 
 from latency.model import LatencyModel
+from nas.resolve import run_net
 from nas.rundir import RunDir
-from search_spaces.arch import Arch, load_arch
+from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
 from search_spaces.files import atomic_write
 from search_spaces.reference import load_reference
@@ -64,7 +65,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
 
     cfg = load_config(run.config_path)
     out = [f"# {cfg.name}: run `{run.root.name}`", "", f"Run directory: `{run.root}`; the "
-           "resolved configuration is `config.yaml` beside this file.", ""]
+           f"resolved configuration is `{run.config_path.name}` beside this file.", ""]
     s, lat, rw = cfg.search, cfg.latency, cfg.reward
     facts = [("stages", " -> ".join(cfg.stages)),
              ("space", f"{s.space}, skeleton {s.skeleton or 'default'}, {s.resolution}x"
@@ -84,7 +85,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                                   f"T = {na.short_term_steps} steps, metric {na.metric}"))
     out += ["## Experiment", "", _table(pd.DataFrame(facts, columns=["", "setting"])), ""]
 
-    trials = run.path("search", "trials.csv")
+    trials = run.trials_csv
     frame = pd.read_csv(trials) if trials.is_file() else None
     if frame is not None and len(frame):
         ok = frame[frame["status"].isin(["ok", "cached"])]
@@ -95,10 +96,10 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
         out += [_table(top[["trial_id", "accuracy", "latency_ms", "reward", "params", "macs",
                             "arch_hash"]]), ""]
 
-    history = run.path("netadapt", "history.csv")
+    history = run.netadapt.history_csv
     if history.is_file():
         hist = pd.read_csv(history)
-        summary = _read_json(run.path("netadapt", "summary.json")) or {}
+        summary = _read_json(run.netadapt.summary_json) or {}
         chosen = hist[hist["chosen"] == 1]
         out += ["## NetAdapt", "",
                 f"L0 {summary.get('L0_ms', float('nan')):.4g} ms, target "
@@ -108,15 +109,15 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                 _table(chosen[["iteration", "proposal", "layers", "width_before", "width_after",
                                "latency_ms", "accuracy", "metric"]]), ""]
 
-    metrics = _read_json(run.path("final", "metrics.json"))
+    metrics = _read_json(run.final.metrics_json)
     if metrics is not None:
-        arch = load_arch(run.path("final", "arch.json"))
+        arch = run_net(run, "final").arch
         out += ["## Final network", "",
                 f"Trained from {metrics['init']} ({metrics['source']}'s network), "
                 f"{metrics['epochs']:.3g} epochs. Test top-1 **{_fmt(metrics['test_top1'])}** "
                 f"on {metrics['test_images']} held-out images (never seen by search or "
                 f"NetAdapt); validation top-1 {metrics['val_top1']:.4f}.", ""]
-        refs = _read_json(run.path("final", "references.json"))
+        refs = _read_json(run.final.references_json)
         rows = [{"network": "this run", "test top-1": metrics["test_top1"],
                  "latency_ms": metrics["latency_ms"], "params": f"{metrics['params']:,}",
                  "MMACs": round(metrics["macs"] / 1e6, 2)}]
@@ -127,13 +128,14 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                                 "channels": r.out_ch, "params": r.params, "MACs": r.macs}
                                for r in count_rows(arch)])
         out += ["Layers:", "", _table(layers), ""]
-        exports = [p.name for p in run.path("final").glob("model.*")]
+        exports = [p.name for p in run.final.root.glob("model.*")]
         if exports:
-            out += [f"Exported: {', '.join(sorted(exports))} (beside `arch.json`, "
-                    f"`weights.pt`, `preprocessing.json`).", ""]
+            beside = (run.final.arch_json, run.final.weights_pt, run.final.preprocessing_json)
+            out += [f"Exported: {', '.join(sorted(exports))} (beside "
+                    f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
     if _plot(run, frame):
         out += ["![accuracy vs latency](pareto.png)", ""]
-    path = run.path("report.md")
+    path = run.report_md
     atomic_write(path, "\n".join(out))
     if log:
         log(f"report: {path}")
@@ -148,14 +150,14 @@ def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    history = run.path("netadapt", "history.csv")
+    history = run.netadapt.history_csv
     if (frame is None or not len(frame)) and not history.is_file():
         return False
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if frame is not None and len(frame):
         ok = frame[frame["status"] == "ok"]
         ax.scatter(ok["latency_ms"], ok["accuracy"], s=12, alpha=0.5, label="search children")
-        pareto = run.path("search", "pareto.csv")
+        pareto = run.pareto_csv
         if pareto.is_file():
             front = pd.read_csv(pareto).sort_values("latency_ms")
             ax.plot(front["latency_ms"], front["accuracy"], "k-", lw=1, label="Pareto front")
@@ -168,8 +170,9 @@ def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
     ax.set_ylabel("validation top-1")
     ax.legend()
     fig.tight_layout()
-    tmp = run.path(".pareto.tmp.png")
+    png = run.pareto_png
+    tmp = png.with_name(f".{png.stem}.tmp{png.suffix}")  # savefig wants the suffix
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(run.path("pareto.png"))
+    tmp.replace(png)
     return True

@@ -1,4 +1,16 @@
-"""The run directory: `<output_dir>/<name>/<timestamp>/`, its files and the trial log.
+"""The run directory: `<output_dir>/<name>/<timestamp>/`, one accessor per file.
+
+    config.yaml                      the resolved config
+    search/trials.csv                one row per child, append-only: the truth for resume
+    search/archs/<hash>.json         every evaluated architecture
+    search/controller.pt             controller state
+    search/best.json                 the best child, a plain Arch JSON
+    search/best_metrics.json  search/pareto.csv
+    netadapt/                        NetAdapt's folder (`netadapt.layout`)
+    final/                           arch.json + weights.pt + model.onnx + metrics.json
+                                     (+ preprocessing.json, references.json)
+    ray/                             Ray Tune's own records
+    report.md  pareto.png
 
 `search/trials.csv` is append-only and the truth for resume: one row per finished
 trial, flushed and fsynced as it is written. A row torn by a kill is dropped on read.
@@ -8,17 +20,44 @@ Everything else in the directory is derived and rewritten atomically.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from netadapt.layout import NetAdaptDir
 from search_spaces.errors import UserError
 from search_spaces.files import TrialLog, atomic_write, cell, write_csv, write_json
+from search_spaces.weights import NetFolder
 
-__all__ = ["RunDir", "TrialLog", "atomic_write", "cell", "write_csv", "write_json"]
+__all__ = ["FinalFolder", "RunDir", "TrialLog", "atomic_write", "cell", "write_csv",
+           "write_json"]
 
 CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class FinalFolder(NetFolder):
+    """`final/`: the final network, its exports and what a deployment needs."""
+
+    def model(self, fmt: str) -> Path:
+        """An export: `model.onnx`, `model.pt2`."""
+        return self.root / f"model.{fmt}"
+
+    @property
+    def preprocessing_json(self) -> Path:
+        return self.root / "preprocessing.json"
+
+    @property
+    def references_json(self) -> Path:
+        """The reference nets' test top-1 on the same budget (report.train_references)."""
+        return self.root / "references.json"
+
+    @property
+    def checkpoint_pt(self) -> Path:
+        """The final training's checkpoint while it runs (a kill resumes from it)."""
+        return self.root / "train_checkpoint.pt"
 
 
 class RunDir:
@@ -43,18 +82,77 @@ class RunDir:
 
     @classmethod
     def open(cls, root: str | Path) -> "RunDir":
+        """An existing run (its folder or its config.yaml); a UserError otherwise, with
+        the latest run inside when given an experiment's folder of runs."""
         root = Path(root)
         if root.name == CONFIG_FILE:
             root = root.parent
-        if not (root / CONFIG_FILE).is_file():
+        if not cls.is_run(root):
             runs = sorted(p.parent for p in root.glob(f"*/{CONFIG_FILE}")) if root.is_dir() else []
             hint = f"; the latest run in it: {runs[-1]}" if runs else ""
             raise UserError(f"not a run directory (no {CONFIG_FILE}){hint}", str(root))
         return cls(root)
 
+    @staticmethod
+    def is_run(path: Path) -> bool:
+        """Whether `path` is a run directory (it holds a config.yaml)."""
+        return (path / CONFIG_FILE).is_file()
+
+    # ------------------------------------------------------------ the run
+
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_FILE
 
-    def path(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
+    @property
+    def ray_dir(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.root / "pareto.png"
+
+    # ------------------------------------------------------------ search/
+
+    @property
+    def search_dir(self) -> Path:
+        return self.root / "search"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.search_dir / "trials.csv"
+
+    def arch_json(self, arch_hash: str) -> Path:
+        """`search/archs/<hash>.json`: an evaluated architecture."""
+        return self.search_dir / "archs" / f"{arch_hash}.json"
+
+    @property
+    def controller_pt(self) -> Path:
+        return self.search_dir / "controller.pt"
+
+    @property
+    def best_json(self) -> Path:
+        """The search's best child as a plain Arch JSON (any command takes it)."""
+        return self.search_dir / "best.json"
+
+    @property
+    def best_metrics_json(self) -> Path:
+        return self.search_dir / "best_metrics.json"
+
+    @property
+    def pareto_csv(self) -> Path:
+        return self.search_dir / "pareto.csv"
+
+    # ------------------------------------------------------------ later stages
+
+    @property
+    def netadapt(self) -> NetAdaptDir:
+        return NetAdaptDir(self.root / "netadapt")
+
+    @property
+    def final(self) -> FinalFolder:
+        return FinalFolder(self.root / "final")

@@ -1,8 +1,9 @@
 """The search stage: strategy proposes, space decodes, trainer + latency score, reward.
 
-`SearchCore` holds everything but execution; `run_inline` and `nas.raytune.run_ray`
-drive it. The trial log (`search/trials.csv`) is replayed on start, which makes a
-killed search resume exactly where it stopped (see `SearchCore.replay`).
+`SearchCore` holds everything but execution; `SearchFeed` hands its children out as
+jobs (`netadapt.jobs`), which `run_inline` and `nas.raytune.run_ray` run. The trial
+log (`search/trials.csv`) is replayed on start, which makes a killed search resume
+exactly where it stopped (see `SearchCore.replay`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any, Callable
 from nas.rewards import Reward
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
 from nas.strategies import Strategy
-from netadapt.jobs import error_line
+from netadapt.jobs import Job, JobResult, Step, run_feed
 from search_spaces.arch import Arch
-from search_spaces.errors import UserError
 from search_spaces.counting import count
+from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.seeds import seed_for
 
 COLUMNS = ["trial_id", "asked", "decisions", "arch_hash", "params", "macs", "latency_ms",
            "latency_source", "accuracy", "reward", "latency_factor", "status", "error",
@@ -45,15 +47,6 @@ class Trial:
     started: float = field(default_factory=time.time)
 
 
-@dataclass
-class TrialOutcome:
-    """What training a child produced (or why it failed)."""
-
-    accuracy: float | None
-    error: str = ""
-    images_per_s: float | None = None
-
-
 class SearchCore:
     """The search's state and bookkeeping; executors call `next_trial` and `finish`."""
 
@@ -69,7 +62,7 @@ class SearchCore:
         self.num_trials = num_trials
         self.max_failed = max_failed
         self.print = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.trials = TrialLog(run.path("search", "trials.csv"), COLUMNS)
+        self.trials = TrialLog(run.trials_csv, COLUMNS)
         self.rows: list[dict[str, str]] = []
         self.asks = 0
         self.requeue: list[tuple[int, list[int]]] = []
@@ -112,8 +105,16 @@ class SearchCore:
     def done(self) -> int:
         return len(self.rows)
 
+    # The budget (`search.num_trials`) counts attempts: failed and cached children too.
+
     def wants_more(self) -> bool:
+        """Whether another child may start now (the budget is not all done or running)."""
         return self.done + self.in_flight < self.num_trials
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole budget is done."""
+        return self.done >= self.num_trials
 
     def next_trial(self) -> Trial:
         if self.requeue:
@@ -132,7 +133,7 @@ class SearchCore:
         ms, source = self.predict_latency(arch)
         return Trial(tid, choices, arch, ms, source)
 
-    def finish(self, trial: Trial, outcome: TrialOutcome) -> dict[str, str]:
+    def finish(self, trial: Trial, outcome: JobResult) -> dict[str, str]:
         """Score, log and learn from one finished child."""
         self.in_flight -= 1
         params, macs = count(trial.arch)
@@ -177,7 +178,7 @@ class SearchCore:
     # ------------------------------------------------------------ outputs
 
     def _write_arch(self, arch: Arch) -> None:
-        path = self.run.path("search", "archs", f"{arch.hash()}.json")
+        path = self.run.arch_json(arch.hash())
         if not path.exists():
             atomic_write(path, arch.replace(name=arch.hash()).to_json())
 
@@ -189,17 +190,17 @@ class SearchCore:
         best = self.best()
         if best is not None:
             # best.json is a plain Arch JSON, so it can be handed to any command.
-            arch = self.run.path("search", "archs", f"{best['arch_hash']}.json").read_text()
-            atomic_write(self.run.path("search", "best.json"), arch)
-            write_json(self.run.path("search", "best_metrics.json"), {
+            arch = self.run.arch_json(best["arch_hash"]).read_text()
+            atomic_write(self.run.best_json, arch)
+            write_json(self.run.best_metrics_json, {
                 "trial_id": int(best["trial_id"]), "arch_hash": best["arch_hash"],
                 "reward": float(best["reward"]), "accuracy": float(best["accuracy"]),
                 "latency_ms": float(best["latency_ms"]), "params": int(best["params"]),
                 "macs": int(best["macs"])})
-        write_csv(self.run.path("search", "pareto.csv"), pareto_front(self.rows), COLUMNS)
+        write_csv(self.run.pareto_csv, pareto_front(self.rows), COLUMNS)
         state = getattr(self.strategy, "trainer", None)
         if state is not None:
-            atomic_write(self.run.path("search", "controller.pt"), state.to_bytes())
+            atomic_write(self.run.controller_pt, state.to_bytes())
 
     def _progress(self, row: dict[str, str]) -> None:
         best = self.best()
@@ -233,23 +234,41 @@ def pareto_front(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def trial_seed(seed: int, trial_id: int) -> int:
-    return seed * 1_000_003 + trial_id
+    """A child's training seed: the run's seed and the trial id alone (resume-stable)."""
+    return seed_for(seed, trial_id, "linear")
 
 
-def guarded(train_fn: Callable[[Arch, int], TrialOutcome], arch: Arch, seed: int) -> TrialOutcome:
-    """`train_fn(arch, seed)`; an exception fails this child (recorded with its first
-    line), not the search."""
-    try:
-        return train_fn(arch, seed)
-    except Exception as err:  # e.g. out of memory for one oversized child
-        return TrialOutcome(None, error_line(err))
+class SearchFeed:
+    """The search as a `JobFeed`: each child the strategy proposes becomes a job.
+
+    A child whose architecture was trained before is scored from its earlier row
+    here, without a job. Children train for the trainer's own budget (`train:`).
+    """
+
+    def __init__(self, core: SearchCore, seed: int) -> None:
+        self.core = core
+        self.seed = seed
+        self.live: dict[str, Trial] = {}
+
+    def next_job(self) -> Job | None:
+        while self.core.wants_more():
+            trial = self.core.next_trial()
+            if trial.cached is not None:
+                self.core.finish(trial, JobResult(None))
+                continue
+            job = Job(f"trial_{trial.trial_id}", trial.arch,
+                      trial_seed(self.seed, trial.trial_id))
+            self.live[job.name] = trial
+            return job
+        return None
+
+    def exhausted(self) -> bool:
+        return self.core.finished
+
+    def record(self, job: Job, result: JobResult) -> None:
+        self.core.finish(self.live.pop(job.name), result)
 
 
-def run_inline(core: SearchCore, train_fn: Callable[[Arch, int], TrialOutcome], seed: int) -> None:
+def run_inline(core: SearchCore, step: Step, seed: int) -> None:
     """Run trials one after another in this process (debugging, tests, small machines)."""
-    while core.wants_more():
-        trial = core.next_trial()
-        outcome = TrialOutcome(None) if trial.cached else \
-            guarded(train_fn, trial.arch, trial_seed(seed, trial.trial_id))
-        core.finish(trial, outcome)
-
+    run_feed(step, SearchFeed(core, seed))

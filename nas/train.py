@@ -8,7 +8,6 @@ and leaves torch's global RNG as it found it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -27,6 +26,8 @@ from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_save
+from search_spaces.seeds import seed_for
+from search_spaces.threads import torch_threads
 
 _log = logging.getLogger(__name__)
 
@@ -127,12 +128,6 @@ def wanted_threads(cfg: TrainConfig) -> int:
     return int(env) if env.isdigit() and int(env) > 0 else torch.get_num_threads()
 
 
-def seed_for(seed: int, component: str) -> int:
-    """A 63-bit seed per component, so components never share a random stream."""
-    digest = hashlib.sha256(f"{seed}/{component}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def _total_steps(cfg: TrainConfig, n: int, batch: int) -> int:
     if cfg.steps is not None:
         return cfg.steps
@@ -183,21 +178,6 @@ def _stream(data: ImageSet, batch: int, g: torch.Generator, skip: int = 0
         first = 0
 
 
-class Threads:
-    """Set torch's intra-op threads for a block and restore them after."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.before = torch.get_num_threads()
-
-    def __enter__(self) -> int:
-        torch.set_num_threads(self.n)
-        return torch.get_num_threads()
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.before)
-
-
 def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int,
           log: Callable[[str], None] | None = None, checkpoint: Path | None = None,
           checkpoint_every: int = 200) -> TrainStats:
@@ -220,7 +200,7 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
     model.to(device).train()
     opt = _optimizer(model, cfg)
     loss_window: list[float] = []
-    with Threads(wanted_threads(cfg)) as threads, \
+    with torch_threads(wanted_threads(cfg)) as threads, \
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed_for(seed, "dropout"))  # dropout draws from the global RNG
         first = 0
@@ -353,7 +333,7 @@ def train_and_evaluate(arch: Arch, splits: Splits, cfg: TrainConfig, seed: int,
     """Build `arch` from `seed`, train it on `splits.train`, score it on `splits.val`."""
     start = time.perf_counter()
     model = build_seeded(arch, seed)
-    with Threads(wanted_threads(cfg)):
+    with torch_threads(wanted_threads(cfg)):
         stats = train(model, splits.train, cfg, seed, log)
         accuracy = evaluate(model, splits.val, cfg.eval_batch_size)
     return TrainResult(accuracy=accuracy, steps=stats.steps, images_per_s=stats.images_per_s,

@@ -1,22 +1,12 @@
 """The NetAdapt loop: propose, fine-tune each proposal, keep the best, until the target.
 
-Everything lives in one folder (a run's `netadapt/`):
-
-    summary.json            L0_ms, delta_ms, target_ms, where the loop stands
-    history.csv             one row per proposal per iteration (rewritten from below)
-    iter_<k>/arch.json      the network after iteration k (iter_0: the start)
-    iter_<k>/weights.pt
-    iter_<k>/metrics.json   written last: iteration k is complete
-    iter_<k>/proposals.csv  append-only: each proposal's result as it finishes
-    final/arch.json + weights.pt + metrics.json   after the long-term fine-tune
-
+Everything lives in one folder (a run's `netadapt/`; its files: `netadapt.layout`).
 A killed run resumes at the iteration it was in: finished proposals are not trained
 again, and with deterministic jobs the history equals an uninterrupted run's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -24,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from netadapt.config import NetAdaptConfig
 from netadapt.inherit import inherit
 from netadapt.jobs import Executor, Job, JobResult
+from netadapt.layout import IterationFolder, NetAdaptDir
 from netadapt.proposals import Proposal, choose, make_proposals, score
 from search_spaces.arch import Arch, load_arch
-from search_spaces.files import TrialLog, atomic_save, atomic_write, cell, write_csv, write_json
+from search_spaces.files import TrialLog, atomic_write, cell, write_csv, write_json
+from search_spaces.seeds import seed_for
+from search_spaces.weights import read_weights, write_weights
 
 HISTORY_COLUMNS = ["iteration", "proposal", "layers", "width_before", "width_after",
                    "latency_ms", "latency_drop_ms", "measured_ms", "accuracy", "metric",
@@ -61,16 +52,7 @@ class NetAdaptResult:
 
 def job_seed(seed: int, name: str) -> int:
     """A seed per job from the run's seed and the job's name alone (resume-stable)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/netadapt/{name}".encode()).digest()[:7], "big")
-
-
-def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """A state dict, written so that a kill never leaves half a file."""
-    atomic_save(state, path)
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return seed_for(seed, f"netadapt/{name}", "hash56")
 
 
 class NetAdapt:
@@ -83,6 +65,7 @@ class NetAdapt:
         self.latency = latency
         self.executor = executor
         self.folder = folder
+        self.dir = NetAdaptDir(folder)
         self.seed = seed
         self.log = log
         self.measure = measure
@@ -90,14 +73,14 @@ class NetAdapt:
 
     # ------------------------------------------------------------ files
 
-    def _iter(self, k: int, *parts: str) -> Path:
-        return self.folder.joinpath(f"iter_{k}", *parts)
+    def _iter(self, k: int) -> IterationFolder:
+        return self.dir.iteration(k)
 
     def _complete(self, k: int) -> bool:
-        return self._iter(k, "metrics.json").is_file()
+        return self._iter(k).complete()
 
     def _metrics(self, k: int) -> dict:
-        return json.loads(self._iter(k, "metrics.json").read_text())
+        return json.loads(self._iter(k).metrics_json.read_text())
 
     def _run_one(self, job: Job) -> JobResult:
         results: list[JobResult] = []
@@ -112,7 +95,7 @@ class NetAdapt:
     def run(self, arch: Arch, weights: Path | None) -> NetAdaptResult:
         """Shrink `arch` (with `weights`, or pre-trained first when None) to the target."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        summary = self.folder / "summary.json"
+        summary = self.dir.summary_json
         # L0 as first priced: a measuring latency model would move it on resume
         start_ms = json.loads(summary.read_text())["L0_ms"] if summary.is_file() \
             else self.latency(arch)
@@ -125,7 +108,7 @@ class NetAdapt:
         k = 0
         while self._complete(k + 1):
             k += 1
-        cur = load_arch(self._iter(k, "arch.json"))
+        cur = load_arch(self._iter(k).arch_json)
         last = self._metrics(k)
         cur_ms, cur_acc = last["latency_ms"], last["accuracy"]
         self.log(f"netadapt: L0 {start_ms:.3f} ms, target {target:.3f} ms, delta {delta:.4f} ms"
@@ -143,7 +126,7 @@ class NetAdapt:
         if not met:
             self.log(f"netadapt: stopped at {cur_ms:.3f} ms, above the target {target:.3f} ms")
         final = self._long_term(k, cur)
-        result = NetAdaptResult(cur, self.folder / "final" / "weights.pt", final["accuracy"],
+        result = NetAdaptResult(cur, self.dir.final.weights_pt, final["accuracy"],
                                 cur_ms, start_ms, target, met, k)
         write_json(summary, {"L0_ms": start_ms, "delta_ms": delta, "target_ms": target,
                              "status": "done", "target_met": met, "iterations": k,
@@ -153,18 +136,18 @@ class NetAdapt:
 
     def _start(self, arch: Arch, weights: Path | None, start_ms: float) -> None:
         """iter_0: the starting network, pre-trained first when it has no weights."""
-        out = self._iter(0, "weights.pt")
+        out = self._iter(0).weights_pt
         if weights is None:
             self.log(f"netadapt: pre-training the starting network for "
                      f"{self.pretrain_epochs:g} epochs")
-            job = Job("pretrain", arch, None, out, job_seed(self.seed, "pretrain"),
+            job = Job("pretrain", arch, job_seed(self.seed, "pretrain"), out=out,
                       epochs=self.pretrain_epochs)
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(weights, out)
-            job = Job("start", arch, out, None, job_seed(self.seed, "start"))
+            job = Job("start", arch, job_seed(self.seed, "start"), weights=out, steps=0)
         result = self._run_one(job)
-        atomic_write(self._iter(0, "arch.json"), arch.to_json())
+        atomic_write(self._iter(0).arch_json, arch.to_json())
         self._write_metrics(0, {"accuracy": result.accuracy, "latency_ms": start_ms,
                                 "measured_ms": self._measured(arch), "proposal": "start"})
         self._write_history()
@@ -180,18 +163,19 @@ class NetAdapt:
         if not proposals:
             self.log(f"netadapt iteration {k}: no proposal saves delta = {delta:.4f} ms")
             return None
-        log = TrialLog(self._iter(k, "proposals.csv"), PROPOSAL_COLUMNS)
+        folder = self._iter(k)
+        log = TrialLog(folder.proposals_csv, PROPOSAL_COLUMNS)
         done = {row["proposal"]: row for row in log.read()}
-        parent = load_weights(self._iter(k - 1, "weights.pt"))
+        parent = read_weights(self._iter(k - 1).weights_pt, cur)
         jobs = []
         for p in proposals:
             if p.name in done:
                 continue
-            start = self._proposal_path(k, p, "start.pt")
-            save_weights(inherit(cur, parent, p.arch), start)
-            jobs.append(Job(f"iter_{k}/{p.name}", p.arch, start,
-                            self._proposal_path(k, p, "weights.pt"),
-                            job_seed(self.seed, f"iter_{k}/{p.name}"),
+            start = folder.proposal_start(p.name)
+            write_weights(inherit(cur, parent, p.arch), start)
+            jobs.append(Job(f"iter_{k}/{p.name}", p.arch,
+                            job_seed(self.seed, f"iter_{k}/{p.name}"), weights=start,
+                            out=folder.proposal_weights(p.name),
                             steps=self.cfg.short_term_steps))
         by_name = {p.name: p for p in proposals}
         t0, finished = time.time(), len(done)
@@ -223,10 +207,10 @@ class NetAdapt:
             raise NetAdaptFailed(f"every proposal of iteration {k} failed (see "
                                  f"{log.path})")
         chosen = proposals[best]
-        kept = self._proposal_path(k, chosen, "weights.pt")
+        kept = folder.proposal_weights(chosen.name)
         if kept.exists():  # (already moved when a kill came before metrics.json)
-            kept.replace(self._iter(k, "weights.pt"))
-        atomic_write(self._iter(k, "arch.json"), chosen.arch.to_json())
+            kept.replace(folder.weights_pt)
+        atomic_write(folder.arch_json, chosen.arch.to_json())
         rows = [{"proposal": p.name, "layers": p.layers_touched, "width_before": p.width_before,
                  "width_after": p.width_after, "latency_ms": p.latency_ms,
                  "latency_drop_ms": cur_ms - p.latency_ms, "measured_ms": self._measured(p.arch),
@@ -236,37 +220,34 @@ class NetAdapt:
         self._write_metrics(k, {"accuracy": accs[best], "latency_ms": chosen.latency_ms,
                                 "measured_ms": rows[best]["measured_ms"],
                                 "proposal": chosen.name, "rows": rows, "skipped": skipped})
-        shutil.rmtree(self._iter(k, "proposals"), ignore_errors=True)
+        shutil.rmtree(folder.proposals_dir, ignore_errors=True)
         self._write_history()
         return chosen
 
     def _long_term(self, k: int, arch: Arch) -> dict:
         """The final network: iteration k's, fine-tuned for `long_term_epochs`."""
-        path = self.folder / "final" / "metrics.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        epochs = self.cfg.long_term_epochs or None
+        final = self.dir.final
+        if final.complete():
+            return json.loads(final.metrics_json.read_text())
+        epochs = self.cfg.long_term_epochs  # 0: evaluate only
         if epochs:
             self.log(f"netadapt: long-term fine-tune, {epochs:g} epochs")
-        result = self._run_one(Job("final", arch, self._iter(k, "weights.pt"),
-                                   self.folder / "final" / "weights.pt",
-                                   job_seed(self.seed, "final"), epochs=epochs))
-        atomic_write(self.folder / "final" / "arch.json", arch.to_json())
+        result = self._run_one(Job("final", arch, job_seed(self.seed, "final"),
+                                   weights=self._iter(k).weights_pt, out=final.weights_pt,
+                                   epochs=epochs))
+        atomic_write(final.arch_json, arch.to_json())
         metrics = {"accuracy": result.accuracy, "latency_ms": self.latency(arch),
                    "measured_ms": self._measured(arch), "iteration": k}
-        write_json(path, metrics)
+        write_json(final.metrics_json, metrics)
         return metrics
 
     # ------------------------------------------------------------ helpers
-
-    def _proposal_path(self, k: int, p: Proposal, name: str) -> Path:
-        return self._iter(k, "proposals", p.name.replace("/", "_"), name)
 
     def _measured(self, arch: Arch) -> float | None:
         return None if self.measure is None else self.measure(arch)
 
     def _write_metrics(self, k: int, metrics: dict) -> None:
-        write_json(self._iter(k, "metrics.json"), metrics)
+        write_json(self._iter(k).metrics_json, metrics)
 
     def _write_history(self) -> None:
         rows = []
@@ -280,4 +261,4 @@ class NetAdapt:
             for row in m.get("rows", []):
                 rows.append({"iteration": k, **row})
             k += 1
-        write_csv(self.folder / "history.csv", rows, HISTORY_COLUMNS)
+        write_csv(self.dir.history_csv, rows, HISTORY_COLUMNS)

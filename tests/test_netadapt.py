@@ -16,12 +16,13 @@ import torch
 from latency.shrink import STEM, residual_groups, set_expansion
 from netadapt.config import NetAdaptConfig
 from netadapt.jobs import Job, JobResult, inline_executor
-from netadapt.loop import NetAdapt, NetAdaptFailed, load_weights, save_weights
+from netadapt.loop import NetAdapt, NetAdaptFailed
 from netadapt.proposals import choose, make_proposals, narrower_widths, score
 from search_spaces.arch import Arch, Head, Layer, SERule, Stem, load_arch
 from search_spaces.builder import build_model
 from search_spaces.counting import count
 from search_spaces.errors import UserError
+from search_spaces.weights import read_weights, write_weights
 
 
 def small_arch() -> Arch:
@@ -138,9 +139,9 @@ class FakeStep:
         if job.weights is None:
             state = build_model(job.arch).state_dict()
         else:
-            state = load_weights(job.weights)
+            state = read_weights(job.weights, job.arch)
         if job.out is not None:
-            save_weights(state, job.out)
+            write_weights(state, job.out)
         a = job.arch
         acc = 0.5 + 0.001 * (a.layers[1].exp_ch or 0) + 0.0001 * sum(l.out_ch for l in a.layers)
         return JobResult(round(acc, 6), "", 0.01)
@@ -180,12 +181,12 @@ def test_loop_reaches_the_target_and_writes_its_files(tmp_path: Path) -> None:
             assert float(r["latency_drop_ms"]) >= summary["delta_ms"] - 1e-12
             assert float(r["latency_ms"]) == pytest.approx(prev_ms - float(r["latency_drop_ms"]))
         prev_ms = float(chosen[0]["latency_ms"])
-        load_arch(tmp_path / f"iter_{k}" / "arch.json")
-        load_weights(tmp_path / f"iter_{k}" / "weights.pt")
-        assert not (tmp_path / f"iter_{k}" / "proposals").exists()  # cleaned up
+        folder = tmp_path / f"iter_{k}"
+        read_weights(folder / "weights.pt", load_arch(folder / "arch.json"))
+        assert not (folder / "proposals").exists()  # cleaned up
     final = tmp_path / "final"
     model = build_model(load_arch(final / "arch.json"))
-    model.load_state_dict(load_weights(final / "weights.pt"))  # every artefact loads
+    model.load_state_dict(read_weights(final / "weights.pt"))  # every artefact loads
     assert json.loads((final / "metrics.json").read_text())["iteration"] == result.iterations
 
 

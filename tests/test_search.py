@@ -7,8 +7,9 @@ import pytest
 from nas.controller import ControllerConfig
 from nas.rewards import Reward
 from nas.rundir import RunDir, TrialLog
-from nas.search import COLUMNS, SearchCore, SearchFailed, TrialOutcome, run_inline
+from nas.search import COLUMNS, SearchCore, SearchFailed, run_inline
 from nas.strategies import EvolutionConfig, make_strategy
+from netadapt.jobs import Job, JobResult
 from search_spaces.arch import load_arch
 from search_spaces.counting import count
 from search_spaces.errors import UserError
@@ -22,10 +23,10 @@ def flops_latency(arch):
     return count(arch)[1] / 1e6 * 0.5, "flops"
 
 
-def fake_train(arch, seed):
+def fake_train(job: Job) -> JobResult:
     """A deterministic stand-in for training: bigger nets score higher."""
-    params = count(arch)[0]
-    return TrialOutcome(min(0.95, 0.2 + params / 4e6), images_per_s=1000.0)
+    params = count(job.arch)[0]
+    return JobResult(min(0.95, 0.2 + params / 4e6), images_per_s=1000.0)
 
 
 def make_core(run, space, num_trials, strategy="rl", seed=0, max_failed=3, logs=None):
@@ -46,7 +47,7 @@ def new_run(tmp_path, name="exp"):
 
 
 def read_rows(run):
-    return TrialLog(run.path("search", "trials.csv"), COLUMNS).read()
+    return TrialLog(run.trials_csv, COLUMNS).read()
 
 
 def test_inline_search_writes_the_run_directory(tmp_path, space):
@@ -60,13 +61,13 @@ def test_inline_search_writes_the_run_directory(tmp_path, space):
     for r in rows:
         acc, lat = float(r["accuracy"]), float(r["latency_ms"])
         assert float(r["reward"]) == pytest.approx(REWARD(acc, lat)[0])
-        assert (run.path("search", "archs", f"{r['arch_hash']}.json")).is_file()
-    best = json.loads(run.path("search", "best_metrics.json").read_text())
+        assert run.arch_json(r["arch_hash"]).is_file()
+    best = json.loads(run.best_metrics_json.read_text())
     assert best["reward"] == max(float(r["reward"]) for r in rows)
-    arch = load_arch(run.path("search", "best.json"))  # a plain Arch: any stage takes it
+    arch = load_arch(run.best_json)  # a plain Arch: any stage takes it
     assert arch.hash() == best["arch_hash"]
-    assert run.path("search", "pareto.csv").is_file()
-    assert run.path("search", "controller.pt").is_file()
+    assert run.pareto_csv.is_file()
+    assert run.controller_pt.is_file()
     assert len(logs) == 7 and "best" in logs[-1] and "ETA" in logs[-1]
 
 
@@ -91,7 +92,7 @@ def test_resume_honours_the_budget(tmp_path, space):
     again = make_core(run, space, 5)
     again.replay()
     calls = []
-    run_inline(again, lambda a, s: calls.append(1) or fake_train(a, s), seed=0)
+    run_inline(again, lambda job: calls.append(1) or fake_train(job), seed=0)
     assert calls == [] and len(read_rows(run)) == 5
 
 
@@ -100,8 +101,8 @@ def test_children_in_flight_at_a_kill_are_rerun(tmp_path, space):
     run = new_run(tmp_path)
     core = make_core(run, space, 5)
     trials = [core.next_trial() for _ in range(3)]
-    core.finish(trials[1], fake_train(trials[1].arch, 0))
-    core.finish(trials[0], fake_train(trials[0].arch, 0))
+    core.finish(trials[1], fake_train(Job("t1", trials[1].arch, 0)))
+    core.finish(trials[0], fake_train(Job("t0", trials[0].arch, 0)))
     again = make_core(run, space, 5)
     assert again.replay() == 2
     rerun = again.next_trial()
@@ -113,7 +114,7 @@ def test_children_in_flight_at_a_kill_are_rerun(tmp_path, space):
 def test_a_damaged_log_is_a_user_error(tmp_path, space):
     run = new_run(tmp_path)
     run_inline(make_core(run, space, 2), fake_train, seed=0)
-    with open(run.path("search", "trials.csv"), "a") as fh:
+    with open(run.trials_csv, "a") as fh:
         fh.write("garbage,row\n")
     with pytest.raises(UserError, match=r"trials.csv: line 4: 2 fields, expected"):
         make_core(run, space, 5).replay()
@@ -122,7 +123,7 @@ def test_a_damaged_log_is_a_user_error(tmp_path, space):
 def test_a_torn_last_line_is_dropped(tmp_path, space):
     run = new_run(tmp_path)
     run_inline(make_core(run, space, 3), fake_train, seed=0)
-    path = run.path("search", "trials.csv")
+    path = run.trials_csv
     with open(path, "a") as fh:
         fh.write("3,4,\"[1,2")  # killed mid-write
     assert len(read_rows(run)) == 3
@@ -137,7 +138,7 @@ def test_repeated_architectures_are_cached(tmp_path):
     run = new_run(tmp_path)
     calls = []
     core = make_core(run, tiny, 8, strategy="random")
-    run_inline(core, lambda a, s: calls.append(a.hash()) or fake_train(a, s), seed=0)
+    run_inline(core, lambda job: calls.append(job.arch.hash()) or fake_train(job), seed=0)
     rows = read_rows(run)
     assert len(rows) == 8 and len(calls) == len(set(calls)) <= 2
     cached = [r for r in rows if r["status"] == "cached"]
@@ -149,8 +150,8 @@ def test_repeated_architectures_are_cached(tmp_path):
 def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path, space):
     run = new_run(tmp_path)
 
-    def flaky(arch, seed):
-        return TrialOutcome(None, "loss became nan at step 3") if seed % 3 == 0 else fake_train(arch, seed)
+    def flaky(job):
+        return JobResult(None, "loss became nan at step 3") if job.seed % 3 == 0 else fake_train(job)
 
     run_inline(make_core(run, space, 7, max_failed=5), flaky, seed=0)
     rows = read_rows(run)
@@ -162,10 +163,10 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path, space):
 def test_a_raising_trial_is_recorded_and_the_search_goes_on(tmp_path, space):
     run = new_run(tmp_path)
 
-    def raising(arch, seed):
-        if seed % 2:
+    def raising(job):
+        if job.seed % 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
-        return fake_train(arch, seed)
+        return fake_train(job)
 
     run_inline(make_core(run, space, 6, max_failed=5), raising, seed=0)
     rows = read_rows(run)
@@ -179,7 +180,7 @@ def test_too_many_failures_stop_the_search(tmp_path, space):
     run = new_run(tmp_path)
     with pytest.raises(SearchFailed, match="3 trials failed"):
         run_inline(make_core(run, space, 10, max_failed=2),
-                   lambda a, s: TrialOutcome(None, "boom"), seed=0)
+                   lambda job: JobResult(None, "boom"), seed=0)
     assert len(read_rows(run)) == 3
 
 
