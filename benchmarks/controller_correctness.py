@@ -1,6 +1,6 @@
 """Controller correctness: samples each strategy needs on a known-optimum objective.
 
-The objective (nas.objectives.ChainObjective) has per-decision values plus interactions
+The objective (benchmarks/objectives.py.ChainObjective) has per-decision values plus interactions
 between neighbouring decisions over the real `mnasnet` space's 42 decisions, scaled so
 the worst architecture is 0 and the best 1; no training is involved. For each strategy
 and seed it reports the number of samples until the best seen reaches 0.9 and 0.95
@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from nas.controller import ControllerConfig
-from nas.objectives import ChainObjective
-from nas.strategies import EvolutionConfig, make_strategy
+from nas.search.controller import ControllerConfig
+from objectives import ChainObjective
+from nas.search.strategies import EvolutionConfig, make_strategy
 from search_spaces.factorized import make_space
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from nas.search import SearchFailed
+from nas.search.core import SearchFailed
 from netadapt.loop import NetAdaptFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
@@ -124,7 +124,7 @@ def _evaluation_data(spec: str, resolution: int):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from nas.export import load_model
+    from nas.stages.export import load_model
     from nas.resolve import resolve_net
     from nas.train import evaluate
 
@@ -149,7 +149,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from nas.export import export
+    from nas.stages.export import export
     from nas.resolve import resolve_net
 
     arch, beside, _ = resolve_net(args.source, run_pick="final")
@@ -164,7 +164,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from nas.config import build_latency_model, load_config
-    from nas.report import write_report
+    from nas.stages.report import write_report
     from nas.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
@@ -203,7 +203,7 @@ def _results(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from nas.rundir import RunDir, TrialLog
-    from nas.search import COLUMNS
+    from nas.search.core import COLUMNS
 
     run = RunDir.open(args.run_dir)
     path = run.pareto_csv if args.pareto else run.trials_csv

@@ -6,14 +6,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from nas.configload import apply_overrides, load_dataclass, non_negative, positive, read_yaml
-from nas.controller import ControllerConfig
+from search_spaces.checks import non_negative, positive
+from search_spaces.strict import apply_overrides, load_dataclass, read_yaml
+from nas.search.controller import ControllerConfig
 from nas.data import DataConfig
-from nas.final import ExportConfig, FinalConfig, ReportConfig
 from nas.raytune import RayConfig
 from nas.resolve import anchor
-from nas.rewards import RewardConfig
-from nas.strategies import EvolutionConfig
+from nas.search.rewards import RewardConfig
+from nas.search.strategies import EvolutionConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
 from search_spaces.errors import UserError
@@ -72,6 +72,36 @@ class LatencyConfig:
     clock: Literal["auto", "wall", "thread"] = "auto"
     ms_per_mmac: float = field(default=1.0, metadata={"check": positive})
     offset_ms: float = 0.0
+
+
+@dataclass
+class FinalConfig:
+    """`final:` how the final network is trained (the rest comes from `train:`)."""
+
+    init: Literal["scratch", "netadapt"] = "scratch"
+    epochs: float | None = field(default=None, metadata={"check": positive})
+    steps: int | None = field(default=None, metadata={"check": positive})
+    lr: float | None = field(default=None, metadata={"check": positive})  # None: train.lr
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.steps is not None:
+            raise UserError("final: set epochs or steps, not both")
+
+
+@dataclass
+class ReportConfig:
+    """`report:` what report.md compares the final network with."""
+
+    # Train MobileNetV3-Small and -Large (at the run's input size) with the final
+    # network's budget, so the report can show their test top-1 too.
+    train_references: bool = False
+
+
+@dataclass
+class ExportConfig:
+    """`export:` the formats written beside `final/arch.json` + `weights.pt`."""
+
+    formats: list[Literal["onnx", "pt2"]] = field(default_factory=lambda: ["onnx"])
 
 
 STAGES = ("search", "netadapt", "final_train", "export")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from nas.configload import positive
-from nas.search import SearchCore, SearchFeed
+from search_spaces.checks import positive
+from nas.search.core import SearchCore, SearchFeed
 from netadapt.jobs import Executor, Job, JobFeed, JobList, JobResult, OnResult, Step, run_guarded
 
 

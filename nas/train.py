@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nas.configload import non_negative, positive
+from search_spaces.checks import non_negative, positive
 from nas.data import ImageSet, Splits, augment_batch, normalize
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model

@@ -14,10 +14,10 @@ import torch
 
 from helpers import fill_by_order
 from nas.cli import main
-from nas.export import export
+from nas.stages.export import export
 from search_spaces.arch import load_arch
 from search_spaces.builder import build_model
-from test_netadapt import small_arch
+from arch_fixtures import small_arch
 from test_netadapt_cli import write_exp
 
 NAS = str(Path(sys.executable).parent / "nas")

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from nas.configload import load_dataclass
+from search_spaces.strict import load_dataclass
 from nas.data import (CIFAR10_FOLDER, DataConfig, SyntheticConfig, augment_batch, batches,
                       load_data, make_synthetic, restricted_unpickle)
 from search_spaces.errors import UserError
 
-REAL_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train.npz"
+REAL_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "train.npz"
 
 
 def indexed_images(n: int, size: int = 8) -> np.ndarray:

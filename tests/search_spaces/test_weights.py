@@ -12,7 +12,7 @@ from search_spaces.builder import build_model
 from search_spaces.errors import UserError
 from search_spaces.transforms import with_width_multiplier
 from search_spaces.weights import NetFolder, read_weights, write_weights
-from test_netadapt import small_arch
+from arch_fixtures import small_arch
 
 
 def saved(obj: object) -> bytes:

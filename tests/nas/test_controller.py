@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from nas.controller import Controller, ControllerConfig, ControllerTrainer
-from nas.objectives import ChainObjective
-from nas.strategies import EvolutionConfig, make_strategy
+from nas.search.controller import Controller, ControllerConfig, ControllerTrainer
+from objectives import ChainObjective
+from nas.search.strategies import EvolutionConfig, make_strategy
 from search_spaces.factorized import make_space
 
 OPTIONS = [4, 2, 2, 3, 3, 3]

@@ -15,7 +15,7 @@ from search_spaces.errors import UserError
 from search_spaces.reference import REFERENCE_DIR, load_reference, reference_names, resolve_arch
 from search_spaces.transforms import with_input
 
-FIXTURE = json.loads((Path(__file__).parent / "data" / "torchvision_reference.json").read_text())
+FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "data" / "torchvision_reference.json").read_text())
 
 # Published counts at 224x224, 1000 classes (torchvision; MnasNet paper for A1).
 EXPECTED = {

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from nas.controller import ControllerConfig
-from nas.rewards import Reward
+from nas.search.controller import ControllerConfig
+from nas.search.rewards import Reward
 from nas.rundir import RunDir, TrialLog
-from nas.search import COLUMNS, SearchCore, SearchFailed, run_inline
-from nas.strategies import EvolutionConfig, make_strategy
+from nas.search.core import COLUMNS, SearchCore, SearchFailed, run_inline
+from nas.search.strategies import EvolutionConfig, make_strategy
 from netadapt.jobs import Job, JobResult
 from search_spaces.arch import load_arch
 from search_spaces.counting import count

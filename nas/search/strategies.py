@@ -16,10 +16,9 @@ import random
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
-from nas.configload import positive
-from nas.controller import ControllerConfig, ControllerTrainer
+from search_spaces.checks import positive
+from nas.search.controller import ControllerConfig, ControllerTrainer
 from search_spaces.factorized import FactorizedSpace
 
 

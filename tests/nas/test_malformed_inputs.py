@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nas.cli import main
-from test_netadapt import small_arch
+from arch_fixtures import small_arch
 
 EXP = """\
 name: bad
@@ -26,7 +26,7 @@ latency: {kind: flops}
 reward: {target_ms: 2.0}
 """
 
-TABLE = Path(__file__).resolve().parents[1] / "latency" / "examples" / "example_table.csv"
+TABLE = Path(__file__).resolve().parents[2] / "latency" / "examples" / "example_table.csv"
 
 
 def exp_with(tmp: Path, text: str) -> list[str]:

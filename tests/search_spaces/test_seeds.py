@@ -8,7 +8,7 @@ import hashlib
 import pytest
 import torch
 
-from nas.search import trial_seed
+from nas.search.core import trial_seed
 from netadapt.loop import job_seed
 from search_spaces.seeds import seed_for
 from search_spaces.threads import torch_threads

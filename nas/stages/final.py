@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 from latency.measure import compute_lock
 from latency.model import LatencyModel
-from nas.configload import positive
+from nas.config import ExportConfig, FinalConfig
 from nas.data import Splits
-from nas.export import Preprocessing, export
 from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
+from nas.stages.export import Preprocessing, export
+from nas.stages.report import REFERENCES
 from nas.train import TrainConfig, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
 from search_spaces.counting import count
@@ -29,36 +30,6 @@ from search_spaces.reference import load_reference
 from search_spaces.threads import torch_threads
 from search_spaces.transforms import with_input
 from search_spaces.weights import read_weights, write_weights
-
-
-@dataclass
-class FinalConfig:
-    """`final:` how the final network is trained (the rest comes from `train:`)."""
-
-    init: Literal["scratch", "netadapt"] = "scratch"
-    epochs: float | None = field(default=None, metadata={"check": positive})
-    steps: int | None = field(default=None, metadata={"check": positive})
-    lr: float | None = field(default=None, metadata={"check": positive})  # None: train.lr
-
-    def __post_init__(self) -> None:
-        if self.epochs is not None and self.steps is not None:
-            raise UserError("final: set epochs or steps, not both")
-
-
-@dataclass
-class ReportConfig:
-    """`report:` what report.md compares the final network with."""
-
-    # Train MobileNetV3-Small and -Large (at the run's input size) with the final
-    # network's budget, so the report can show their test top-1 too.
-    train_references: bool = False
-
-
-@dataclass
-class ExportConfig:
-    """`export:` the formats written beside `final/arch.json` + `weights.pt`."""
-
-    formats: list[Literal["onnx", "pt2"]] = field(default_factory=lambda: ["onnx"])
 
 
 def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:
@@ -124,7 +95,6 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
 def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
                       log: Callable[[str], None]) -> dict[str, float | None]:
     """Test top-1 of the reference nets trained from scratch on the same budget."""
-    from nas.report import REFERENCES
 
     out: dict[str, float | None] = {}
     for name in REFERENCES:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from latency.model import LatencyModel
+from nas.config import load_config
 from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
@@ -61,8 +62,6 @@ def reference_rows(arch: Arch, latency: LatencyModel | None,
 def write_report(run: RunDir, latency: LatencyModel | None = None,
                  log: Callable[[str], None] | None = None) -> Path:
     """Write `report.md` (+ `pareto.png` when matplotlib is installed); returns its path."""
-    from nas.config import load_config
-
     cfg = load_config(run.config_path)
     out = [f"# {cfg.name}: run `{run.root.name}`", "", f"Run directory: `{run.root}`; the "
            f"resolved configuration is `{run.config_path.name}` beside this file.", ""]

@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import nn
 
-from nas.configload import positive
+from search_spaces.checks import positive
 from search_spaces.threads import torch_threads
 
 

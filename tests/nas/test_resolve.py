@@ -13,7 +13,7 @@ from search_spaces.builder import build_model
 from search_spaces.errors import UserError
 from search_spaces.reference import load_reference
 from search_spaces.weights import NetFolder, write_weights
-from test_netadapt import small_arch
+from arch_fixtures import small_arch
 
 
 def net_folder(root: Path, weights: bool = True, done: bool = False) -> NetFolder:

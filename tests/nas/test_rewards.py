@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from nas.rewards import RewardConfig, make_reward
+from nas.search.rewards import RewardConfig, make_reward
 from search_spaces.errors import UserError
 
 

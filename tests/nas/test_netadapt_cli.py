@@ -16,7 +16,7 @@ from helpers import kill_once_logged
 from nas.cli import main
 from search_spaces.builder import build_model
 from search_spaces.transforms import with_width_multiplier
-from test_netadapt import small_arch
+from arch_fixtures import small_arch
 
 NAS = str(Path(sys.executable).parent / "nas")
 

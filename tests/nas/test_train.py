@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.configload import load_dataclass
+from search_spaces.strict import load_dataclass
 from nas.data import DataConfig, ImageSet, SyntheticConfig, load_data
 from nas.train import (TrainConfig, TrialError, build_seeded, evaluate, learning_rate,
                        recalibrate_bn, train, train_and_evaluate)

@@ -15,7 +15,7 @@ from nas.train import TrainConfig, train_and_evaluate
 from netadapt.jobs import Job, JobList, JobResult, inline_executor, run_feed, run_guarded
 from search_spaces.builder import build_model
 from search_spaces.weights import read_weights, write_weights
-from test_netadapt import small_arch
+from arch_fixtures import small_arch
 
 CFG = TrainConfig(steps=3, batch_size=16, device="cpu", threads=1, bn_recalibration=1,
                   log_every=1000)

@@ -1,0 +1,1 @@
+"""The search stage: the loop (core), strategies, the RNN controller, rewards."""

@@ -1,0 +1,1 @@
+"""The stages after the search: NetAdapt wiring, final training, export, report."""
