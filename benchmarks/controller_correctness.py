@@ -19,8 +19,8 @@ import time
 import torch
 
 from nas.search.controller import ControllerConfig
-from objectives import ChainObjective
 from nas.search.strategies import EvolutionConfig, make_strategy
+from objectives import ChainObjective
 from search_spaces.factorized import make_space
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from nas.search.controller import ControllerConfig
 from nas.data import DataConfig, SyntheticConfig, load_data
 from nas.raytune import RayConfig, run_ray
-from nas.search.rewards import Reward
 from nas.rundir import RunDir
+from nas.search.controller import ControllerConfig
 from nas.search.core import SearchCore, run_inline
+from nas.search.rewards import Reward
 from nas.search.strategies import EvolutionConfig, make_strategy
 from nas.train import TrainConfig, train_and_evaluate
 from netadapt.jobs import Job, JobResult

@@ -15,9 +15,6 @@ from search_spaces.arch import Arch, Layer
 from search_spaces.channels import STEM, expandable, group_width, residual_groups
 from search_spaces.kinds import kind_of
 
-__all__ = ["STEM", "expandable", "group_width", "residual_groups", "random_shrink",
-           "set_expansion", "set_group_width", "shrink_grid", "shrink_variants"]
-
 
 def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
     """`arch` with every node of `group` at `width`; consumers follow, SE is re-sized."""

@@ -6,19 +6,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from search_spaces.checks import non_negative, positive
-from search_spaces.strict import apply_overrides, load_dataclass, read_yaml
-from nas.search.controller import ControllerConfig
 from nas.data import DataConfig
 from nas.raytune import RayConfig
 from nas.resolve import anchor
+from nas.search.controller import ControllerConfig
 from nas.search.rewards import RewardConfig
 from nas.search.strategies import EvolutionConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
+from search_spaces.checks import non_negative, positive
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.skeletons import Skeleton
+from search_spaces.strict import apply_overrides, load_dataclass, read_yaml
 
 if TYPE_CHECKING:
     from latency.model import LatencyModel
@@ -214,8 +214,6 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))
-
-
 
 
 def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace:

@@ -14,15 +14,15 @@ from typing import Callable
 from latency.model import LatencyModel, make_model
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.data import Splits, load_data
-from nas.stages.final import export_stage, final_train
-from nas.stages.netadapt import netadapt_stage, resolve_start
 from nas.raytune import run_ray
-from nas.stages.report import write_report
-from nas.search.rewards import Reward, make_reward
 from nas.rundir import RunDir
 from nas.search.core import SearchCore, run_inline
-from nas.step import make_step
+from nas.search.rewards import Reward, make_reward
 from nas.search.strategies import make_strategy
+from nas.stages.final import export_stage, final_train
+from nas.stages.netadapt import netadapt_stage, resolve_start
+from nas.stages.report import write_report
+from nas.step import make_step
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from search_spaces.checks import positive
 from nas.search.core import SearchCore, SearchFeed
 from netadapt.jobs import Executor, Job, JobFeed, JobList, JobResult, OnResult, Step, run_guarded
+from search_spaces.checks import positive
 
 
 @dataclass

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from search_spaces.checks import non_negative, positive
 from nas.data import ImageSet, Splits, augment_batch, normalize
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
+from search_spaces.checks import non_negative, positive
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_save
 from search_spaces.seeds import seed_for

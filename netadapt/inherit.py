@@ -67,12 +67,13 @@ def keep_indices(old: Arch, state: Mapping[str, Tensor], new: Arch) -> dict[Node
     _check_narrowing(old, new)
     check_state(old, state)
     before, after = widths(old), widths(new)
+    graph = tensors(old)
     keep: dict[Node, Tensor] = {}
     for node, width in after.items():
         if width == before[node]:
             continue
         score = sum(state[name].detach().float().flatten(1).norm(dim=1)
-                    for name in producers(old, node))
+                    for name in producers(graph, node))
         # Stable sort: ties keep the lower index, so the choice is deterministic.
         order = torch.sort(score, descending=True, stable=True).indices
         keep[node] = order[:width].sort().values

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from latency.shrink import (STEM, expandable, group_width, residual_groups, set_expansion,
-                            set_group_width)
+from latency.shrink import set_expansion, set_group_width
 from search_spaces.arch import Arch
+from search_spaces.channels import STEM, expandable, group_width, residual_groups
 
 
 @dataclass(frozen=True)

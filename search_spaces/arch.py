@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from search_spaces.checks import fraction, non_negative, one_of, positive
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
-from search_spaces.kinds import KINDS, kind_of
+from search_spaces.kinds import KINDS, kind_of, role_widths
 from search_spaces.strict import FieldReader, read_json
 
 SCHEMA_VERSION = 1
@@ -102,8 +102,7 @@ class Layer:
     @property
     def mid_ch(self) -> int:
         """Channels SE acts on (and a depthwise conv, if any): the kind decides."""
-        return {"in": self.in_ch, "mid": self.exp_ch or 0,
-                "out": self.out_ch}[kind_of(self).mid_role(self)]
+        return role_widths(self)[kind_of(self).mid_role(self)]
 
 
 @dataclass(frozen=True)

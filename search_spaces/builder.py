@@ -6,6 +6,7 @@ a torchvision state dict loads into a reference net by position (`load_by_order`
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Mapping
 
@@ -15,7 +16,7 @@ from torch.nn import functional as F
 
 from search_spaces.arch import Arch, BatchNorm, Head, Layer
 from search_spaces.errors import UserError
-from search_spaces.kinds import ConvPart, kind_of, widths
+from search_spaces.kinds import ConvPart, kind_of, role_widths
 
 # What a weighted module's channels are, for NetAdapt's weight inheritance
 # (`search_spaces.channels`): (width of its output channels, width of its input
@@ -47,14 +48,14 @@ def activation(name: str) -> nn.Module:
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, bn: BatchNorm,
             act: str | None, groups: int = 1,
-            widths_: tuple[Width | None, Width | None] = (None, None)) -> nn.Sequential:
+            roles: tuple[Width | None, Width | None] = (None, None)) -> nn.Sequential:
     """KxK conv (symmetric padding (K-1)//2, no bias), BatchNorm, optional activation.
 
-    `widths_`: the (output, input) widths of the conv, for `module_roles`."""
+    `roles`: the widths of the conv's (output, input) channels, for `module_roles`."""
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups,
                      bias=False)
     norm = nn.BatchNorm2d(out_ch, eps=bn.eps, momentum=bn.momentum)
-    out, inp = widths_
+    out, inp = roles
     depthwise = groups > 1
     _tag(conv, out, None if depthwise else inp, not depthwise)
     _tag(norm, out, None, False)
@@ -68,11 +69,11 @@ class SqueezeExcite(nn.Module):
     """Squeeze-and-excite: pool, 1x1 reduce (bias) + ReLU, 1x1 expand (bias), gate."""
 
     def __init__(self, channels: int, squeeze: int, gate: str,
-                 widths_: tuple[Width | None, Width | None] = (None, None)) -> None:
+                 roles: tuple[Width | None, Width | None] = (None, None)) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(channels, squeeze, 1)
         self.expand = nn.Conv2d(squeeze, channels, 1)
-        on, se = widths_
+        on, se = roles
         _tag(self.reduce, se, on, True)
         _tag(self.expand, on, se, False)  # gates `on`'s channels, does not write them
         # MobileNetV3 sec. 5.2 replaces the sigmoid gate with h-sigmoid = ReLU6(x+3)/6.
@@ -93,7 +94,7 @@ class Block(nn.Module):
         super().__init__()
         self.skip = layer.skip
         self.stride = layer.stride
-        ch = widths(layer)
+        ch = role_widths(layer)
         names = {"in": ("pos", index - 1), "out": ("pos", index), "mid": ("mid", index),
                  "se": ("se", index)}
         body: OrderedDict[str, nn.Module] = OrderedDict()
@@ -102,7 +103,7 @@ class Block(nn.Module):
                 body[part.name] = conv_bn(
                     ch[part.src], ch[part.dst], part.kernel, part.stride, bn, part.act,
                     groups=ch[part.src] if part.depthwise else 1,
-                    widths_=(names[part.dst], names[part.src]))
+                    roles=(names[part.dst], names[part.src]))
             else:
                 body[part.name] = SqueezeExcite(ch[part.on], layer.se_ch, se_gate,
                                                 (names[part.on], names["se"]))
@@ -126,7 +127,7 @@ class ClassifierHead(nn.Module):
                  last: int = -1) -> None:
         super().__init__()
         self.conv = conv_bn(in_ch, head.conv_ch, 1, 1, bn, head.act,
-                            widths_=(("head",), ("pos", last)))
+                            roles=(("head",), ("pos", last)))
         width, top = head.conv_ch, ("head",)
         self.hidden: nn.Module = nn.Identity()
         if head.hidden_ch is not None:  # the v3 head
@@ -151,7 +152,7 @@ class Network(nn.Module):
         super().__init__()
         self.arch = arch
         self.stem = conv_bn(arch.in_ch, arch.stem.out_ch, arch.stem.kernel, arch.stem.stride,
-                            arch.bn, arch.stem.act, widths_=(("pos", -1), None))
+                            arch.bn, arch.stem.act, roles=(("pos", -1), None))
         self.layers = nn.Sequential(*(Block(l, arch.bn, arch.se.gate, i)
                                       for i, l in enumerate(arch.layers)))
         last = arch.layers[-1].out_ch if arch.layers else arch.stem.out_ch
@@ -183,20 +184,26 @@ def build_model(arch: Arch) -> Network:
     return Network(arch)
 
 
+@functools.lru_cache(maxsize=32)
+def _meta_model(arch: Arch) -> Network:
+    """`arch`'s model on the meta device: structure and shapes, no memory for weights.
+
+    Cached (an Arch is immutable): NetAdapt asks for the same start network's shapes
+    and roles once per proposal. Callers only read it."""
+    with torch.device("meta"):
+        return build_model(arch)
+
+
 def module_roles(arch: Arch) -> dict[str, Roles]:
     """(output width, input width, produces) of every weighted module of
     `build_model(arch)`, by its registration name (`layers.3.body.expand.0`)."""
-    with torch.device("meta"):
-        model = build_model(arch)
-    return {name: getattr(m, ROLES_ATTR) for name, m in model.named_modules()
+    return {name: getattr(m, ROLES_ATTR) for name, m in _meta_model(arch).named_modules()
             if hasattr(m, ROLES_ATTR)}
 
 
 def state_shapes(arch: Arch) -> dict[str, torch.Size]:
     """The shape of every state-dict entry of `arch`'s model."""
-    # Built on the meta device: shapes only, no memory or init time for the weights.
-    with torch.device("meta"):
-        return {k: v.shape for k, v in build_model(arch).state_dict().items()}
+    return {k: v.shape for k, v in _meta_model(arch).state_dict().items()}
 
 
 def check_state(arch: Arch, state: Mapping[str, torch.Tensor],

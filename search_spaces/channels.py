@@ -87,7 +87,7 @@ def tensors(arch: Arch) -> list[Tensor]:
             for prefix, (out, inp, produces) in module_roles(arch).items()]
 
 
-def producers(arch: Arch, node: Node) -> list[str]:
-    """Weights whose output filters make the channels of `node` (a residual group has
-    one per member: all of them write the same channels)."""
-    return [f"{t.prefix}.weight" for t in tensors(arch) if t.produces and t.out == node]
+def producers(graph: list[Tensor], node: Node) -> list[str]:
+    """Weights of `graph` (`tensors(arch)`) whose output filters make the channels of
+    `node` (a residual group has one per member: all of them write the same channels)."""
+    return [f"{t.prefix}.weight" for t in graph if t.produces and t.out == node]

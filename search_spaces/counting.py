@@ -10,9 +10,10 @@ Parameters count every learnable tensor (BN affine included, running stats not).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from search_spaces.arch import Arch, Layer
-from search_spaces.kinds import ConvPart, kind_of, widths
+from search_spaces.kinds import ConvPart, Part, kind_of, role_widths
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def _se(mid: int, squeeze: int) -> tuple[int, int]:
     return 2 * mid * squeeze + squeeze + mid, 2 * mid * squeeze
 
 
-def _walk(layer: Layer, in_hw: int):
+def _walk(layer: Layer, in_hw: int) -> Iterator[tuple[Part, int, int]]:
     """Each part of `layer` with the spatial size entering and leaving it."""
     hw = in_hw
     for part in kind_of(layer).parts(layer):
@@ -49,7 +50,7 @@ def _walk(layer: Layer, in_hw: int):
 
 def layer_cost(layer: Layer, in_hw: int) -> tuple[int, int]:
     """(params, MACs) of one layer at input size `in_hw`."""
-    ch = widths(layer)
+    ch = role_widths(layer)
     params = macs = 0
     for part, _, out_hw in _walk(layer, in_hw):
         if isinstance(part, ConvPart):
@@ -64,7 +65,7 @@ def layer_cost(layer: Layer, in_hw: int) -> tuple[int, int]:
 def activation_elements(layer: Layer, in_hw: int) -> int:
     """Activation elements a layer reads and writes: its input and every conv's
     output (what a memory-bound layer's latency scales with)."""
-    ch = widths(layer)
+    ch = role_widths(layer)
     total = layer.in_ch * in_hw * in_hw
     for part, _, out_hw in _walk(layer, in_hw):
         if isinstance(part, ConvPart):

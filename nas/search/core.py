@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from nas.search.rewards import Reward
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
+from nas.search.rewards import Reward
 from nas.search.strategies import Strategy
 from netadapt.jobs import Job, JobResult, Step, run_feed
 from search_spaces.arch import Arch

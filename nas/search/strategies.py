@@ -17,8 +17,8 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 
-from search_spaces.checks import positive
 from nas.search.controller import ControllerConfig, ControllerTrainer
+from search_spaces.checks import positive
 from search_spaces.factorized import FactorizedSpace
 
 

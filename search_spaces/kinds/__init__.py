@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from search_spaces.kinds.base import ROLES, ConvPart, LayerKind, Part, SEPart, widths
+from search_spaces.kinds.base import ConvPart, LayerKind, Part, SEPart, role_widths
 from search_spaces.kinds.conv import Conv
 from search_spaces.kinds.dsconv import DSConv
 from search_spaces.kinds.fused_mbconv import FusedMBConv
@@ -30,5 +30,5 @@ def kind_of(layer: "Layer") -> LayerKind:
     return KINDS[layer.kind]
 
 
-__all__ = ["KINDS", "ROLES", "SPACE_OPS", "ConvPart", "LayerKind", "Part", "SEPart",
-           "kind_of", "widths"]
+__all__ = ["KINDS", "SPACE_OPS", "ConvPart", "LayerKind", "Part", "SEPart", "kind_of",
+           "role_widths"]

@@ -21,9 +21,6 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from search_spaces.arch import Layer
 
-ROLES = ("in", "mid", "out", "se")
-
-
 @dataclass(frozen=True)
 class ConvPart:
     """A KxK convolution without bias, BatchNorm, and `act` (None: linear), registered
@@ -50,7 +47,7 @@ class SEPart:
 Part = ConvPart | SEPart
 
 
-def widths(layer: "Layer") -> dict[str, int]:
+def role_widths(layer: "Layer") -> dict[str, int]:
     """Each role's channel count (`mid` is 0 where the kind has no expansion width)."""
     return {"in": layer.in_ch, "mid": layer.exp_ch or 0, "out": layer.out_ch,
             "se": layer.se_ch}
@@ -127,10 +124,10 @@ class ExpansionKind(LayerKind):
     def normalize(self, layer: "Layer") -> "Layer":
         if layer.expand:
             return layer
-        return replace(layer, exp_ch=widths(layer)[self.alias])
+        return replace(layer, exp_ch=role_widths(layer)[self.alias])
 
     def problem(self, layer: "Layer") -> str | None:
-        keep = widths(layer)[self.alias]
+        keep = role_widths(layer)[self.alias]
         if not layer.expand and layer.exp_ch != keep:
             return (f"exp_ch: is {layer.exp_ch} but a layer without expansion keeps "
                     f"{self.alias}_ch ({keep})")

@@ -10,11 +10,12 @@ import pytest
 
 from latency.missing import interpolate, machine_id
 from latency.model import KINDS, FlopsModel, MeasureModel, TableModel, make_model
-from latency.shrink import set_expansion, set_group_width, residual_groups
+from latency.shrink import set_expansion, set_group_width
 from latency.signature import Signature, signatures
 from latency.table import Calibration, LatencyTable, Row
 from latency_fixtures import fake_table, tiny_arch
 from nas.config import build_latency_model, load_config
+from search_spaces.channels import residual_groups
 from search_spaces.counting import count
 from search_spaces.errors import UserError
 

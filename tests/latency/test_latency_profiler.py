@@ -14,12 +14,12 @@ import pytest
 
 from latency.measure import Protocol
 from latency.profiler import Progress, build, resolve_coverage, space_signatures
-from latency.shrink import (STEM, random_shrink, residual_groups, set_group_width,
-                            shrink_grid, shrink_variants)
+from latency.shrink import random_shrink, set_group_width, shrink_grid, shrink_variants
 from latency.signature import signatures
 from latency.table import LatencyTable
 from latency_fixtures import REPO, tiny_arch
 from search_spaces.arch import arch_from_dict
+from search_spaces.channels import STEM, residual_groups
 from search_spaces.errors import UserError
 from search_spaces.factorized import make_space
 

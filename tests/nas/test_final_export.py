@@ -12,12 +12,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from arch_fixtures import small_arch
 from helpers import fill_by_order
 from nas.cli import main
 from nas.stages.export import export
 from search_spaces.arch import load_arch
 from search_spaces.builder import build_model
-from arch_fixtures import small_arch
 from test_netadapt_cli import write_exp
 
 NAS = str(Path(sys.executable).parent / "nas")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.cli import main
 from arch_fixtures import small_arch
+from nas.cli import main
 
 EXP = """\
 name: bad

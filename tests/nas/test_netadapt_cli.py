@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from arch_fixtures import small_arch
 from helpers import kill_once_logged
 from nas.cli import main
 from search_spaces.builder import build_model
 from search_spaces.transforms import with_width_multiplier
-from arch_fixtures import small_arch
 
 NAS = str(Path(sys.executable).parent / "nas")
 

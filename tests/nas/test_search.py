@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from nas.search.controller import ControllerConfig
-from nas.search.rewards import Reward
 from nas.rundir import RunDir, TrialLog
+from nas.search.controller import ControllerConfig
 from nas.search.core import COLUMNS, SearchCore, SearchFailed, run_inline
+from nas.search.rewards import Reward
 from nas.search.strategies import EvolutionConfig, make_strategy
 from netadapt.jobs import Job, JobResult
 from search_spaces.arch import load_arch

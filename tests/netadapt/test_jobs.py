@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from arch_fixtures import small_arch
 from nas.data import DataConfig, SyntheticConfig, load_data
 from nas.raytune import make_searcher
 from nas.step import make_step
@@ -15,7 +16,6 @@ from nas.train import TrainConfig, train_and_evaluate
 from netadapt.jobs import Job, JobList, JobResult, inline_executor, run_feed, run_guarded
 from search_spaces.builder import build_model
 from search_spaces.weights import read_weights, write_weights
-from arch_fixtures import small_arch
 
 CFG = TrainConfig(steps=3, batch_size=16, device="cpu", threads=1, bn_recalibration=1,
                   log_every=1000)

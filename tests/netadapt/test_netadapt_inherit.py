@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from helpers import fill_by_order, fixed_input
-from latency.shrink import (STEM, expandable, group_width, random_shrink, residual_groups,
-                            set_expansion, set_group_width)
+from latency.shrink import random_shrink, set_expansion, set_group_width
 from netadapt.inherit import inherit, keep_indices
 from search_spaces.arch import Arch, Head, Layer, SERule, Stem
 from search_spaces.builder import build_model
+from search_spaces.channels import STEM, expandable, group_width, residual_groups
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.reference import load_reference

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from arch_fixtures import small_arch
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
 from search_spaces.transforms import with_width_multiplier
 from search_spaces.weights import NetFolder, read_weights, write_weights
-from arch_fixtures import small_arch
 
 
 def saved(obj: object) -> bytes:
