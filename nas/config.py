@@ -73,6 +73,11 @@ class LatencyConfig:
     ms_per_mmac: float = field(default=1.0, metadata={"check": positive})
     offset_ms: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Checked where the section loads, so `latency:` and `netadapt.latency:` both get it.
+        if self.kind == "table" and self.path is None:
+            raise UserError("path: missing required key (kind is table)")
+
 
 @dataclass
 class FinalConfig:
@@ -195,8 +200,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         # relative to the YAML's folder, or to the current directory when given with --set
         base = Path.cwd() if "netadapt.start" in cwd_keys else path.resolve().parent
         cfg.netadapt.start = anchor(cfg.netadapt.start, base)
-    if cfg.latency.kind == "table" and cfg.latency.path is None:
-        raise UserError("latency.path: missing required key (latency.kind is table)", str(path))
     return cfg
 
 
@@ -238,9 +241,6 @@ def build_latency_model(cfg: ExperimentConfig, section: str = "latency") -> "Lat
         section = "latency"
     options = asdict(lat)
     kind = options.pop("kind")
-    if kind == "table" and lat.path is None:
-        raise UserError(f"{section}.path: missing required key ({section}.kind is table)",
-                        cfg.source)
     if kind == "table" and lat.path is not None and not lat.path.exists():
         raise UserError(f"{section}.path: {lat.path} does not exist", cfg.source)
     try:
