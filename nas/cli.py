@@ -152,6 +152,11 @@ def _export(args: argparse.Namespace) -> None:
     from nas.stages.export import export
     from nas.resolve import resolve_net
 
+    if args.child is not None:
+        _export_child(args)
+        return
+    if args.format is None:
+        raise UserError("--format: required (json, onnx or pt2) unless --child is given")
     arch, beside, _ = resolve_net(args.source, run_pick="final")
     weights = Path(args.weights) if args.weights else beside
     if weights is None and args.format != "json":
@@ -160,6 +165,34 @@ def _export(args: argparse.Namespace) -> None:
     diff = export(arch, weights, args.format, Path(args.output))
     check = "" if diff is None else f" (max |torch - exported| {diff:.1e})"
     print(f"{args.output}: {args.format}{check}")
+
+
+def _export_child(args: argparse.Namespace) -> None:
+    """A child of a run's supernet as a folder: arch.json + weights.pt (+ model.FMT)."""
+    from nas.config import build_space, load_config
+    from nas.data import load_data
+    from nas.rundir import RunDir
+    from nas.search.supernet import child_values, inherited_child
+    from nas.stages.export import export
+    from search_spaces.files import atomic_write
+    from search_spaces.weights import NetFolder, write_weights
+
+    run = RunDir.open(args.source)
+    cfg = load_config(run.config_path)
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+    space = build_space(cfg, splits.num_classes)
+    arch, state = inherited_child(cfg, run, splits, space,
+                                  child_values(args.child, space, run))
+    folder = NetFolder(Path(args.output))
+    atomic_write(folder.arch_json, arch.to_json())
+    write_weights(state, folder.weights_pt)
+    written = [folder.arch_json.name, folder.weights_pt.name]
+    if args.format in ("onnx", "pt2"):
+        target = folder.root / f"model.{args.format}"
+        export(arch, folder.weights_pt, args.format, target)
+        written.append(target.name)
+    print(f"{folder.root}: {' + '.join(written)} (a child of {run.supernet_pt}, hash "
+          f"{arch.hash()})")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -274,8 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help=f"run directory (its final network), a folder with "
                                   f"{ARCH_FILE} (+ {WEIGHTS_FILE}), an Arch JSON file or a "
                                   f"reference net")
-    p.add_argument("--format", choices=("json", "onnx", "pt2"), required=True)
-    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("--format", choices=("json", "onnx", "pt2"),
+                   help="required unless --child (then: also write model.FORMAT)")
+    p.add_argument("-o", "--output", required=True,
+                   help="file to write (with --child: a folder)")
+    p.add_argument("--child", metavar="CHILD",
+                   help="a child of the run's supernet, with its inherited weights: best, "
+                        "a trial id, a JSON list of option indices or a JSON object of "
+                        "decisions")
     p.add_argument("--weights",
                    help=f"state dict (default: {WEIGHTS_FILE} beside {ARCH_FILE})")
     p.set_defaults(func=_export)

@@ -12,6 +12,7 @@ from nas.resolve import anchor
 from nas.search.controller import ControllerConfig
 from nas.search.rewards import RewardConfig
 from nas.search.strategies import EvolutionConfig
+from nas.search.supernet import SupernetConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
 from search_spaces.checks import non_negative, positive
@@ -43,6 +44,10 @@ class SearchConfig:
     num_trials: int = field(default=20, metadata={"check": positive})
     executor: Literal["ray", "inline"] = "ray"
     max_failed_trials: int = field(default=5, metadata={"check": non_negative})
+    # How a child's accuracy is obtained: `train` proxy-trains each child (MnasNet);
+    # `supernet` scores it with weights inherited from one trained supernet (TuNAS,
+    # `supernet:`), thousands of children for the cost of a few.
+    evaluator: Literal["train", "supernet"] = "train"
 
 
 def _percentile(value: float) -> str | None:
@@ -83,7 +88,9 @@ class LatencyConfig:
 class FinalConfig:
     """`final:` how the final network is trained (the rest comes from `train:`)."""
 
-    init: Literal["scratch", "netadapt"] = "scratch"
+    # scratch; netadapt: NetAdapt's weights; supernet: the weights the search's best
+    # inherits from the run's supernet (search.evaluator: supernet).
+    init: Literal["scratch", "netadapt", "supernet"] = "scratch"
     epochs: float | None = field(default=None, metadata={"check": positive})
     steps: int | None = field(default=None, metadata={"check": positive})
     lr: float | None = field(default=None, metadata={"check": positive})  # None: train.lr
@@ -146,6 +153,7 @@ class ExperimentConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     netadapt: NetAdaptSection | None = None
     final: FinalConfig = field(default_factory=FinalConfig)
@@ -214,6 +222,12 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if "export" in cfg.stages and "final_train" not in cfg.stages:
         raise UserError("stages: export writes the final_train stage's network; list "
                         "final_train before it", str(path))
+    if cfg.final.init == "supernet" and "final_train" in cfg.stages and (
+            cfg.search.evaluator != "supernet" or "netadapt" in cfg.stages
+            or "search" not in cfg.stages):
+        raise UserError("final.init: supernet fine-tunes the search's best child from this "
+                        "run's supernet: it needs the search stage with search.evaluator: "
+                        "supernet and no netadapt stage between", str(path))
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))

@@ -6,19 +6,25 @@ before the run directory is created, so a bad input leaves no half-written run.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
+
+import torch
 
 from latency.model import LatencyModel, make_model
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.data import Splits, load_data
-from nas.raytune import run_ray
+from nas.raytune import make_executor, run_ray
 from nas.rundir import RunDir
 from nas.search.core import SearchCore, run_inline
 from nas.search.rewards import Reward, make_reward
 from nas.search.strategies import make_strategy
+from nas.search.supernet import (ChildScorer, child_values, ensure_supernet,
+                                 inherited_child, rerank, supernet_step)
 from nas.stages.final import export_stage, final_train
 from nas.stages.netadapt import netadapt_stage, resolve_start
 from nas.stages.report import write_report
@@ -26,6 +32,7 @@ from nas.step import make_step
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.supernet import SuperNet
 
 
 @dataclass
@@ -79,24 +86,57 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
 
     assert prep.reward is not None
     core = SearchCore(prep.space, strategy, predict, prep.reward, run, cfg.search.num_trials,
-                      cfg.search.max_failed_trials, log)
+                      cfg.search.max_failed_trials, log, cfg.search.evaluator)
     replayed = core.replay()
     if replayed:
         log(f"resuming: {replayed} trials already in {core.trials.path}")
     log(f"search: {cfg.search.strategy} over {prep.space.name} "
         f"({prep.space.size():.2e} architectures), {cfg.search.num_trials} trials, "
-        f"{cfg.search.executor} executor; {prep.splits.summary()}")
+        f"{cfg.search.executor} executor, {cfg.search.evaluator} evaluator; "
+        f"{prep.splits.summary()}")
     step = make_step(prep.splits, cfg.train)  # children train from scratch for train:
-    if cfg.search.executor == "inline":
+    if cfg.search.evaluator == "supernet":
+        supernet = load_or_train_supernet(prep, run, log)
+        scorer = ChildScorer(supernet, prep.splits, cfg.train, cfg.supernet.bn_batches,
+                             cfg.seed)
+        run_inline(core, scorer.step, cfg.seed)  # a second or so each: in the driver
+        if cfg.supernet.rerank_top_k:
+            rerank(core, prep.reward, cfg.supernet.rerank_top_k, cfg.seed,
+                   make_executor(cfg.search.executor, step, cfg.ray, run.ray_dir), log)
+    elif cfg.search.executor == "inline":
         run_inline(core, step, cfg.seed)
     elif not core.finished:
         run_ray(core, step, cfg.seed, cfg.ray, run.ray_dir)
-    best = core.best()
-    if best is not None:
-        log(f"search done: best trial {best['trial_id']} reward {float(best['reward']):.4f} "
-            f"accuracy {float(best['accuracy']):.3f} latency {float(best['latency_ms']):.2f} ms "
+    if run.best_metrics_json.is_file():
+        best = json.loads(run.best_metrics_json.read_text())
+        how = " (re-ranked)" if best.get("selected_by") == "rerank" else ""
+        log(f"search done: best trial {best['trial_id']}{how} reward {best['reward']:.4f} "
+            f"accuracy {best['accuracy']:.3f} latency {best['latency_ms']:.2f} ms "
             f"-> {run.best_json}")
     return core
+
+
+def load_or_train_supernet(prep: Prepared, run: RunDir, log: Callable[[str], None]
+                           ) -> SuperNet:
+    """The run's supernet, trained first (one job: a Ray trial with every local CPU,
+    or `supernet.cpus`) when `search/supernet.pt` is not there yet."""
+    cfg = prep.cfg
+    step = supernet_step(prep.space, prep.splits, cfg.train, cfg.supernet, log)
+    cpus = cfg.supernet.cpus or (cfg.ray.cpus_per_trial if cfg.ray.address
+                                 else cfg.ray.num_cpus or os.cpu_count() or 1)
+    ray = replace(cfg.ray, cpus_per_trial=cpus)
+    return ensure_supernet(prep.space, prep.splits, cfg.train, cfg.supernet, run, cfg.seed,
+                           make_executor(cfg.search.executor, step, ray, run.ray_dir), log)
+
+
+def supernet_init(prep: Prepared, run: RunDir, arch: Arch) -> dict[str, torch.Tensor]:
+    """The weights the search's best child (`arch`) inherits from the run's supernet."""
+    child, state = inherited_child(prep.cfg, run, prep.splits, prep.space,
+                                   child_values("best", prep.space, run))
+    if child.hash() != arch.hash():
+        raise UserError("final.init: supernet: the network to train is not the search's "
+                        "best child", str(run.root))
+    return state
 
 
 def run_netadapt(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
@@ -122,7 +162,8 @@ def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
             run_netadapt(prep, run, log)
         elif stage == "final_train":
             final_train(prep.cfg.train, prep.cfg.final, prep.splits, prep.latency, run,
-                        prep.cfg.seed, log, prep.cfg.report.train_references)
+                        prep.cfg.seed, log, prep.cfg.report.train_references,
+                        inherit=lambda arch: supernet_init(prep, run, arch))
         elif stage == "export":
             export_stage(prep.cfg.export, run, log)
         write_report(run, prep.latency)  # after each stage: always current

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nas.search.core import SearchCore, SearchFeed
-from netadapt.jobs import Executor, Job, JobFeed, JobList, JobResult, OnResult, Step, run_guarded
+from netadapt.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult, Step,
+                           inline_executor, run_guarded)
 from search_spaces.checks import positive
 
 
@@ -160,3 +161,9 @@ def ray_executor(step: Step, cfg: RayConfig, storage: Path) -> Executor:
                  f"netadapt_{batch}_{time.strftime('%H%M%S')}")
 
     return run
+
+
+def make_executor(kind: str, step: Step, cfg: RayConfig, storage: Path) -> Executor:
+    """`search.executor`'s executor: `inline` (one job after another in this process)
+    or `ray` (each batch of jobs side by side as Ray Tune trials)."""
+    return inline_executor(step) if kind == "inline" else ray_executor(step, cfg, storage)

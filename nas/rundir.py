@@ -6,6 +6,7 @@
     search/controller.pt             controller state
     search/best.json                 the best child, a plain Arch JSON
     search/best_metrics.json  search/pareto.csv
+    search/supernet.pt  search/rerank.csv   the supernet evaluator's weights and re-ranking
     netadapt/                        NetAdapt's folder (`netadapt.layout`)
     final/                           arch.json + weights.pt + model.onnx + metrics.json
                                      (+ preprocessing.json, references.json)
@@ -146,6 +147,17 @@ class RunDir:
     @property
     def pareto_csv(self) -> Path:
         return self.search_dir / "pareto.csv"
+
+    @property
+    def supernet_pt(self) -> Path:
+        """The trained supernet's state dict (`search.evaluator: supernet`); its
+        training checkpoints beside it, `supernet_checkpoint.pt`, while it runs."""
+        return self.search_dir / "supernet.pt"
+
+    @property
+    def rerank_csv(self) -> Path:
+        """The supernet's top children proxy-trained stand-alone, one row each."""
+        return self.search_dir / "rerank.csv"
 
     # ------------------------------------------------------------ later stages
 

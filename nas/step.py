@@ -29,6 +29,8 @@ def make_step(splits: Splits, train_cfg: TrainConfig, finetune_lr: float | None 
 
     def step(job: Job) -> JobResult:
         start = time.perf_counter()
+        if job.arch is None:
+            raise ValueError(f"job {job.name} has no architecture to train")
         model = build_seeded(job.arch, job.seed)
         cfg = train_cfg
         if job.steps is not None or job.epochs is not None:

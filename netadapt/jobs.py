@@ -30,15 +30,18 @@ class Job:
 
     The budget: `steps` or `epochs`; neither: the trainer's own (the `train:`
     section, as a search child trains); `steps=0` or `epochs=0`: evaluate only.
+    `arch` is None for a job whose step builds its own network (the supernet);
+    `choices` are a search child's decisions (option indices) when it has them.
     """
 
     name: str
-    arch: Arch
+    arch: Arch | None
     seed: int
     weights: Path | None = None
     out: Path | None = None
     steps: int | None = None
     epochs: float | None = None
+    choices: tuple[int, ...] | None = None
 
     @property
     def trains(self) -> bool:
@@ -47,17 +50,21 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (a Ray Tune trial's config)."""
-        return {"name": self.name, "arch": self.arch.to_dict(), "seed": self.seed,
+        return {"name": self.name, "arch": None if self.arch is None else self.arch.to_dict(),
+                "seed": self.seed,
                 "weights": None if self.weights is None else str(self.weights),
                 "out": None if self.out is None else str(self.out),
-                "steps": self.steps, "epochs": self.epochs}
+                "steps": self.steps, "epochs": self.epochs,
+                "choices": None if self.choices is None else list(self.choices)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
-        return cls(data["name"], arch_from_dict(data["arch"]), data["seed"],
+        return cls(data["name"], None if data["arch"] is None else arch_from_dict(data["arch"]),
+                   data["seed"],
                    None if data["weights"] is None else Path(data["weights"]),
                    None if data["out"] is None else Path(data["out"]),
-                   data["steps"], data["epochs"])
+                   data["steps"], data["epochs"],
+                   None if data.get("choices") is None else tuple(data["choices"]))
 
 
 @dataclass(frozen=True)

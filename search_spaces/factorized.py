@@ -161,12 +161,30 @@ class FactorizedSpace:
         self._check(values)
         layers: list[Layer] = []
         prev = self.skeleton.stem
-        for i, block in enumerate(self.skeleton.blocks):
-            choice = {k: block.fixed.get(k, values.get(f"block{i}/{k}")) for k in self.block_keys}
+        for block, choice in zip(self.skeleton.blocks, self.block_choices(values)):
             block_layers = self._block(block, choice, prev)
             layers.extend(block_layers)
             prev = block_layers[-1].out_ch
         return self._arch(layers)
+
+    def block_choices(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Each block's full choice (its fixed decisions included), in block order."""
+        return [{k: block.fixed.get(k, values.get(f"block{i}/{k}")) for k in self.block_keys}
+                for i, block in enumerate(self.skeleton.blocks)]
+
+    def block_options(self, i: int) -> dict[str, tuple]:
+        """Block `i`'s options per key; a fixed decision has its one value."""
+        fixed = self.skeleton.blocks[i].fixed
+        return {k: (fixed[k],) if k in fixed else self._options(k) for k in self.block_keys}
+
+    @staticmethod
+    def layer_count(block: BlockSpec, delta: int) -> int:
+        """How many layers a block has for a layer-count decision `delta`."""
+        return max(1, block.layers + delta)
+
+    def block_width(self, block: BlockSpec, mult: float) -> int:
+        """A block's output width for a filter multiplier `mult`."""
+        return make_divisible(block.width * mult, 8)
 
     def _arch(self, layers: Sequence[Layer]) -> Arch:
         fam, sk = self.family, self.skeleton
@@ -181,18 +199,19 @@ class FactorizedSpace:
         )
 
     def _block(self, block: BlockSpec, choice: Mapping[str, Any], in_ch: int) -> list[Layer]:
-        out_ch = make_divisible(block.width * choice["width"], 8)
-        count = max(1, block.layers + choice["layers"])
+        out_ch = self.block_width(block, choice["width"])
+        count = self.layer_count(block, choice["layers"])
         act = choice.get("act", "relu")
         layers = []
         for j in range(count):
             stride = block.stride if j == 0 else 1
-            layers.append(self._layer(choice, in_ch, out_ch, stride, act))
+            layers.append(self.make_layer(choice, in_ch, out_ch, stride, act))
             in_ch = out_ch
         return layers
 
-    def _layer(self, choice: Mapping[str, Any], in_ch: int, out_ch: int, stride: int,
-               act: str) -> Layer:
+    def make_layer(self, choice: Mapping[str, Any], in_ch: int, out_ch: int, stride: int,
+                   act: str) -> Layer:
+        """One layer of a block with `choice` (op, kernel, se, skip) between widths."""
         kind, ratio = SPACE_OPS[choice["op"]]
         layer = kind.make(ratio, in_ch, out_ch, choice["kernel"], stride, act)
         se_ch = 0

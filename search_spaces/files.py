@@ -38,7 +38,10 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 class TrialLog:
-    """An append-only CSV of dict rows with a fixed column order."""
+    """An append-only CSV of dict rows with a fixed column order.
+
+    A log written before trailing columns were added reads with those columns empty
+    and is appended to in its own columns, so old run directories resume."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path = path
@@ -57,25 +60,30 @@ class TrialLog:
         header = next(reader, None)
         if header is None:
             return []
-        if header != self.columns:
+        if not header or header != self.columns[:len(header)]:
             raise UserError(f"line 1: unexpected columns {header}", str(self.path))
         rows = []
         for values in reader:
-            if len(values) != len(self.columns):
+            if len(values) != len(header):
                 raise UserError(f"line {reader.line_num}: {len(values)} fields, expected "
-                                f"{len(self.columns)} (a damaged log: remove the line to "
+                                f"{len(header)} (a damaged log: remove the line to "
                                 f"go on)", str(self.path))
-            rows.append(dict(zip(self.columns, values)))
+            rows.append({c: "" for c in self.columns} | dict(zip(header, values)))
         return rows
+
+    def _header(self) -> list[str]:
+        with open(self.path, newline="") as fh:
+            return next(csv.reader([fh.readline()]), self.columns)
 
     def append(self, row: dict[str, Any]) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
+        columns = self.columns if new else self._header()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         if new:
             writer.writeheader()
-        writer.writerow({k: cell(row.get(k)) for k in self.columns})
+        writer.writerow({k: cell(row.get(k)) for k in columns})
         with open(self.path, "a") as fh:
             fh.write(buf.getvalue())
             fh.flush()

@@ -27,7 +27,7 @@ from search_spaces.seeds import seed_for
 
 COLUMNS = ["trial_id", "asked", "decisions", "arch_hash", "params", "macs", "latency_ms",
            "latency_source", "accuracy", "reward", "latency_factor", "status", "error",
-           "wall_s", "images_per_s"]
+           "wall_s", "images_per_s", "accuracy_source"]
 
 
 class SearchFailed(Exception):
@@ -53,7 +53,8 @@ class SearchCore:
     def __init__(self, space: FactorizedSpace, strategy: Strategy,
                  predict_latency: Callable[[Arch], tuple[float, str]], reward: Reward,
                  run: RunDir, num_trials: int, max_failed: int,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 accuracy_source: str = "train") -> None:
         self.space = space
         self.strategy = strategy
         self.predict_latency = predict_latency
@@ -61,6 +62,7 @@ class SearchCore:
         self.run = run
         self.num_trials = num_trials
         self.max_failed = max_failed
+        self.accuracy_source = accuracy_source  # the evaluator: `train` or `supernet`
         self.print = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.trials = TrialLog(run.trials_csv, COLUMNS)
         self.rows: list[dict[str, str]] = []
@@ -148,13 +150,15 @@ class SearchCore:
             cached = trial.cached
             row.update(accuracy=cached["accuracy"], reward=cached["reward"],
                        latency_factor=cached["latency_factor"], status="cached",
-                       images_per_s=cached["images_per_s"])
+                       images_per_s=cached["images_per_s"],
+                       accuracy_source=cached["accuracy_source"])
         elif acc is None or not math.isfinite(acc):
             row.update(status="failed", error=outcome.error or "no accuracy")
         else:
             reward, factor = self.reward(acc, trial.latency_ms)
             row.update(accuracy=acc, reward=reward, latency_factor=factor, status="ok",
-                       images_per_s=outcome.images_per_s)
+                       images_per_s=outcome.images_per_s,
+                       accuracy_source=self.accuracy_source)
         self._write_arch(trial.arch)
         self.trials.append(row)
         text_row = {k: cell(row.get(k)) for k in COLUMNS}  # exactly what replay reads
@@ -186,17 +190,23 @@ class SearchCore:
         ok = [r for r in self.rows if r["status"] in ("ok", "cached")]
         return max(ok, key=lambda r: float(r["reward"])) if ok else None
 
+    def write_best(self, row: dict[str, str], **metrics: Any) -> None:
+        """`search/best.json` (a plain Arch JSON, so any command takes it) and
+        `best_metrics.json` for the child of `row`; `metrics` add or replace entries
+        (a re-ranked child's trained accuracy)."""
+        atomic_write(self.run.best_json, self.run.arch_json(row["arch_hash"]).read_text())
+        write_json(self.run.best_metrics_json, {
+            "trial_id": int(row["trial_id"]), "arch_hash": row["arch_hash"],
+            "decisions": json.loads(row["decisions"]),
+            "reward": float(row["reward"]), "accuracy": float(row["accuracy"]),
+            "accuracy_source": row["accuracy_source"] or "train",
+            "latency_ms": float(row["latency_ms"]), "params": int(row["params"]),
+            "macs": int(row["macs"]), **metrics})
+
     def _write_summaries(self) -> None:
         best = self.best()
         if best is not None:
-            # best.json is a plain Arch JSON, so it can be handed to any command.
-            arch = self.run.arch_json(best["arch_hash"]).read_text()
-            atomic_write(self.run.best_json, arch)
-            write_json(self.run.best_metrics_json, {
-                "trial_id": int(best["trial_id"]), "arch_hash": best["arch_hash"],
-                "reward": float(best["reward"]), "accuracy": float(best["accuracy"]),
-                "latency_ms": float(best["latency_ms"]), "params": int(best["params"]),
-                "macs": int(best["macs"])})
+            self.write_best(best)
         write_csv(self.run.pareto_csv, pareto_front(self.rows), COLUMNS)
         state = getattr(self.strategy, "trainer", None)
         if state is not None:
@@ -257,7 +267,7 @@ class SearchFeed:
                 self.core.finish(trial, JobResult(None))
                 continue
             job = Job(f"trial_{trial.trial_id}", trial.arch,
-                      trial_seed(self.seed, trial.trial_id))
+                      trial_seed(self.seed, trial.trial_id), choices=tuple(trial.choices))
             self.live[job.name] = trial
             return job
         return None

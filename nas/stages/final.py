@@ -11,7 +11,9 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
+
+import torch
 
 from latency.measure import compute_lock
 from latency.model import LatencyModel
@@ -45,8 +47,11 @@ def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:
 
 def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, latency: LatencyModel,
                 run: RunDir, seed: int, log: Callable[[str], None],
-                train_references: bool = False) -> dict:
-    """Train and score the final network into `final/`; skipped when already done."""
+                train_references: bool = False,
+                inherit: Callable[[Arch], Mapping[str, torch.Tensor]] | None = None) -> dict:
+    """Train and score the final network into `final/`; skipped when already done.
+
+    `inherit` gives the weights `final.init: supernet` starts from."""
     folder = run.final
     metrics_path = folder.metrics_json
     if folder.complete():
@@ -64,7 +69,14 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     if final.init == "netadapt":
         assert weights is not None
         model.load_state_dict(read_weights(weights, arch))
-    what = "from scratch" if final.init == "scratch" else "from NetAdapt's weights"
+    elif final.init == "supernet":
+        if inherit is None or source != "search":
+            raise UserError("final.init: supernet fine-tunes the search's best child from "
+                            "the supernet; the network to train comes from " + source,
+                            str(run.config_path))
+        model.load_state_dict(inherit(arch))
+    what = {"scratch": "from scratch", "netadapt": "from NetAdapt's weights",
+            "supernet": "from the weights it inherits from the supernet"}[final.init]
     log(f"final_train: {len(arch.layers)}-layer network from {source}, trained {what}")
     with compute_lock(), torch_threads(wanted_threads(cfg)):
         # a killed final training continues from its last checkpoint on resume

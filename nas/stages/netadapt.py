@@ -13,10 +13,9 @@ from typing import Callable
 from latency.model import LatencyModel
 from nas.config import ExperimentConfig
 from nas.data import Splits
-from nas.raytune import ray_executor
+from nas.raytune import make_executor
 from nas.resolve import Net, resolve_net
 from nas.step import make_step
-from netadapt.jobs import Executor, inline_executor
 from netadapt.loop import NetAdapt, NetAdaptResult
 from search_spaces.arch import Arch, load_arch
 from search_spaces.errors import UserError
@@ -67,8 +66,7 @@ def netadapt_stage(cfg: ExperimentConfig, splits: Splits, latency: LatencyModel,
     # Pre-training uses `train:` as it is; fine-tunes (from weights) use `netadapt.lr`,
     # default a tenth of `train.lr`.
     step = make_step(splits, cfg.train, na.lr)
-    executor: Executor = (inline_executor(step) if cfg.search.executor == "inline"
-                          else ray_executor(step, cfg.ray, ray_storage))
+    executor = make_executor(cfg.search.executor, step, cfg.ray, ray_storage)
     loop = NetAdapt(na, lambda a: latency.predict(a).ms, executor, folder, cfg.seed, log,
                     measure=(lambda a: measure.predict(a).ms) if measure else None,
                     pretrain_epochs=na.pretrain_epochs)

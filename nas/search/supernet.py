@@ -1,0 +1,304 @@
+"""The `supernet` evaluator: train one weight-sharing supernet, score children from it.
+
+TuNAS (Bender et al. 2020) on top of single-path one-shot training (Guo et al. 2019):
+
+1. the supernet (`search_spaces.supernet`) trains as one job, one uniformly sampled
+   child per step, with the proxy trainer's optimiser, schedule, augmentation,
+   device and threads; it checkpoints every `supernet.checkpoint_every` steps and a
+   killed training continues from there to the same weights;
+2. each child the strategy asks for inherits its weights, has its BatchNorm
+   statistics re-estimated on the same few training batches, and is scored on the
+   fixed validation subset, in the driver;
+3. the top `supernet.rerank_top_k` children by reward are proxy-trained stand-alone
+   (the `train` evaluator's budget) and the best of them by reward is the search's
+   result, so a supernet artefact cannot make the final choice alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from latency.measure import compute_lock
+from nas.data import Splits
+from nas.rundir import RunDir
+from nas.search.core import COLUMNS, SearchCore, trial_seed
+from nas.search.rewards import Reward
+from nas.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train, wanted_threads
+from netadapt.jobs import Executor, Job, JobResult, Step
+from search_spaces.checks import non_negative, positive
+from search_spaces.errors import UserError
+from search_spaces.factorized import FactorizedSpace
+from search_spaces.files import TrialLog, atomic_save
+from search_spaces.seeds import seed_for
+from search_spaces.supernet import SuperNet
+from search_spaces.threads import torch_threads
+
+if TYPE_CHECKING:
+    from nas.config import ExperimentConfig
+    from search_spaces.arch import Arch
+
+DEFAULT_EPOCHS = 10.0
+
+
+@dataclass
+class SupernetConfig:
+    """`supernet:` the weight-sharing evaluator (`search.evaluator: supernet`).
+
+    The supernet trains for `epochs` or `steps` (neither: 10 epochs) with `train:`'s
+    optimiser, schedule, batch size and device; `lr` replaces `train.lr`.
+    """
+
+    epochs: float | None = field(default=None, metadata={"check": positive})
+    steps: int | None = field(default=None, metadata={"check": positive})
+    lr: float | None = field(default=None, metadata={"check": positive})
+    checkpoint_every: int = field(default=100, metadata={"check": positive})  # steps
+    # Training batches (train.eval_batch_size images each, the same ones for every
+    # child) that re-estimate a child's BatchNorm statistics before it is scored.
+    bn_batches: int = field(default=4, metadata={"check": positive})
+    # Children (best by supernet reward) proxy-trained stand-alone before the choice;
+    # 0 takes the supernet's best as it is.
+    rerank_top_k: int = field(default=5, metadata={"check": non_negative})
+    # CPUs of the supernet's Ray trial; absent: every CPU of a local Ray, else
+    # ray.cpus_per_trial (GPUs: ray.gpus_per_trial).
+    cpus: float | None = field(default=None, metadata={"check": positive})
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.steps is not None:
+            raise UserError("supernet: set epochs or steps, not both")
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        """`train:` with the supernet's budget and learning rate (no BN recalibration:
+        the supernet keeps no statistics, each child's are re-estimated)."""
+        epochs = self.epochs if self.epochs is not None or self.steps is not None \
+            else DEFAULT_EPOCHS
+        return replace(base, epochs=epochs, steps=self.steps, lr=self.lr or base.lr,
+                       bn_recalibration=0)
+
+
+def checkpoint_of(out: Path) -> Path:
+    """Where the training of the supernet saved to `out` checkpoints while it runs."""
+    return out.with_name(f"{out.stem}_checkpoint.pt")
+
+
+def supernet_step(space: FactorizedSpace, splits: Splits, base: TrainConfig,
+                  cfg: SupernetConfig, log: Callable[[str], None] | None = None) -> Step:
+    """The job that trains a supernet of `space` from `job.seed` into `job.out`.
+
+    Its accuracy is the largest child's validation top-1 (a sanity number)."""
+
+    def step(job: Job) -> JobResult:
+        assert job.out is not None
+        start = time.perf_counter()
+        tcfg = cfg.train_config(base)
+        supernet = SuperNet(space, job.seed)
+        with compute_lock(), torch_threads(wanted_threads(tcfg)):
+            stats = train(supernet, splits.train, tcfg, job.seed, log,
+                          checkpoint=checkpoint_of(job.out),
+                          checkpoint_every=cfg.checkpoint_every)
+            supernet.cpu()
+            atomic_save(supernet.state_dict(), job.out)
+            scorer = ChildScorer(supernet, splits, tcfg, cfg.bn_batches, job.seed)
+            accuracy = scorer.score(largest_child(space))
+        return JobResult(accuracy, "", time.perf_counter() - start, stats.images_per_s)
+
+    return step
+
+
+def largest_child(space: FactorizedSpace) -> dict[str, Any]:
+    """The decisions with every option at its last (widest, deepest) value."""
+    return {d.name: d.options[-1] for d in space.decisions}
+
+
+def load_supernet(space: FactorizedSpace, path: Path, seed: int) -> SuperNet:
+    """The trained supernet saved at `path` (a UserError naming it when it does not fit
+    `space` or is damaged)."""
+    supernet = SuperNet(space, seed)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        supernet.load_state_dict(state)
+    except Exception as err:
+        line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"not a supernet of this run's space ({line[:200]}); delete it to "
+                        "train the supernet again", str(path)) from None
+    return supernet
+
+
+class ChildScorer:
+    """Children with inherited weights and re-estimated BatchNorm statistics, scored
+    on the validation split."""
+
+    def __init__(self, supernet: SuperNet, splits: Splits, cfg: TrainConfig,
+                 bn_batches: int, seed: int) -> None:
+        self.device = resolve_device(cfg.device)
+        self.supernet = supernet.to(self.device).eval()
+        self.splits = splits
+        self.cfg = cfg
+        self.bn_batches = bn_batches
+        self.bn_seed = seed_for(seed, "supernet/bn")
+
+    def model(self, values: Mapping[str, Any]) -> nn.Module:
+        """The child `values` as `build_model(child)`, ready to evaluate or fine-tune."""
+        with torch.no_grad():
+            model = self.supernet.inherit(values)
+        # the same batches for every child: one generator, seeded afresh
+        recalibrate_bn(model, self.splits.train, self.bn_batches, self.cfg.eval_batch_size,
+                       torch.Generator().manual_seed(self.bn_seed))
+        return model
+
+    def score(self, values: Mapping[str, Any]) -> float:
+        return evaluate(self.model(values), self.splits.val, self.cfg.eval_batch_size,
+                        self.device)
+
+    def step(self, job: Job) -> JobResult:
+        """A search child as a job: scored, not trained."""
+        assert job.choices is not None
+        start = time.perf_counter()
+        with torch_threads(wanted_threads(self.cfg)):
+            accuracy = self.score(self.supernet.space.values_from_indices(job.choices))
+        return JobResult(accuracy, "", time.perf_counter() - start)
+
+
+def ensure_supernet(space: FactorizedSpace, splits: Splits, base: TrainConfig,
+                    cfg: SupernetConfig, run: RunDir, seed: int, executor: Executor,
+                    log: Callable[[str], None]) -> SuperNet:
+    """The run's trained supernet: trained now (one job) unless `search/supernet.pt`
+    exists; a killed training continues from its checkpoint."""
+    path = run.supernet_pt
+    if not path.is_file():
+        tcfg = cfg.train_config(base)
+        resumed = " (continuing from its checkpoint)" if checkpoint_of(path).is_file() else ""
+        budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
+        log(f"supernet: training {budget} of single-path sampling over {space.name}"
+            f"{resumed}")
+        results: list[JobResult] = []
+        executor([Job("supernet", None, seed, out=path)], lambda job, r: results.append(r))
+        if not results or results[0].accuracy is None:
+            why = results[0].error if results else "no result"
+            raise UserError(f"supernet: the training failed: {why}", str(run.root))
+        r = results[0]
+        log(f"supernet: trained in {r.wall_s / 60:.1f} min "
+            f"({r.images_per_s or 0:.0f} img/s); largest child val top-1 {r.accuracy:.3f}")
+    return load_supernet(space, path, seed)
+
+
+RERANK_COLUMNS = ["trial_id", "arch_hash", "decisions", "latency_ms", "supernet_accuracy",
+                  "supernet_reward", "accuracy", "reward", "status", "error", "wall_s"]
+
+
+def rerank(core: SearchCore, reward: Reward, top_k: int, seed: int, executor: Executor,
+           log: Callable[[str], None]) -> dict[str, str] | None:
+    """Proxy-train the `top_k` children of the search by supernet reward (one per
+    architecture) and make the best of them by reward the search's result
+    (`search/best.json`); each is logged in `search/rerank.csv` (resumable)."""
+    best_first = sorted((r for r in core.rows if r["status"] == "ok"),
+                        key=lambda r: -float(r["reward"]))
+    candidates: list[dict[str, str]] = []
+    for row in best_first:
+        if len(candidates) < top_k and row["arch_hash"] not in {c["arch_hash"] for c in candidates}:
+            candidates.append(row)
+    if not candidates:
+        return None
+    log_file = TrialLog(core.run.rerank_csv, RERANK_COLUMNS)
+    done = {r["trial_id"]: r for r in log_file.read()}
+    todo = [c for c in candidates if c["trial_id"] not in done]
+    if todo:
+        log(f"rerank: proxy-training the top {len(candidates)} children by supernet reward "
+            f"({len(todo)} to go)")
+    by_name = {f"rerank_{c['trial_id']}": c for c in todo}
+
+    def on_result(job: Job, result: JobResult) -> None:
+        c = by_name[job.name]
+        row: dict[str, Any] = {
+            "trial_id": c["trial_id"], "arch_hash": c["arch_hash"], "decisions": c["decisions"],
+            "latency_ms": c["latency_ms"], "supernet_accuracy": c["accuracy"],
+            "supernet_reward": c["reward"], "wall_s": round(result.wall_s, 3)}
+        if result.accuracy is None:
+            row.update(status="failed", error=result.error)
+            log(f"rerank: trial {c['trial_id']} FAILED: {result.error}")
+        else:
+            value, _ = reward(result.accuracy, float(c["latency_ms"]))
+            row.update(accuracy=result.accuracy, reward=value, status="ok")
+            log(f"rerank: trial {c['trial_id']}: supernet acc {float(c['accuracy']):.3f} -> "
+                f"trained acc {result.accuracy:.3f}, reward {value:.4f} "
+                f"({result.wall_s:.0f}s)")
+        log_file.append(row)
+        done[c["trial_id"]] = {k: str(v) for k, v in row.items()}
+
+    jobs = [Job(name, core.space.decode_indices(json.loads(c["decisions"])),
+                trial_seed(seed, int(c["trial_id"])), choices=tuple(json.loads(c["decisions"])))
+            for name, c in by_name.items()]
+    if jobs:
+        executor(jobs, on_result)
+    ranked = [done[c["trial_id"]] for c in candidates
+              if done.get(c["trial_id"], {}).get("status") == "ok"]
+    if not ranked:
+        log("rerank: every re-trained child failed; the search's best stands")
+        return None
+    winner = max(ranked, key=lambda r: float(r["reward"]))
+    row = next(c for c in candidates if c["trial_id"] == winner["trial_id"])
+    core.write_best(row, accuracy=float(winner["accuracy"]), reward=float(winner["reward"]),
+                    supernet_accuracy=float(row["accuracy"]),
+                    supernet_reward=float(row["reward"]), selected_by="rerank")
+    log(f"rerank: trial {winner['trial_id']} wins (trained acc "
+        f"{float(winner['accuracy']):.3f}, reward {float(winner['reward']):.4f})")
+    return winner
+
+
+def child_values(spec: str | list | dict, space: FactorizedSpace, run: RunDir
+                 ) -> dict[str, Any]:
+    """Decision values from `spec`: `best` (the search's result), a trial id of the
+    run, a JSON list of option indices, or a JSON object of decision values."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text == "best":
+            path = run.best_metrics_json
+            if not path.is_file():
+                raise UserError(f"{path} does not exist (has the search run?)")
+            return space.values_from_indices(json.loads(path.read_text())["decisions"])
+        if text.isdigit():
+            rows = [r for r in TrialLog(run.trials_csv, COLUMNS).read()
+                    if r["trial_id"] == text]
+            if not rows:
+                raise UserError(f"no trial {text} in {run.trials_csv}")
+            return space.values_from_indices(json.loads(rows[0]["decisions"]))
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError:
+            raise UserError(f"--child: expected best, a trial id, a JSON list of option "
+                            f"indices or a JSON object of decisions, got {spec!r}") from None
+    if isinstance(spec, list):
+        n = len(space.decisions)
+        if len(spec) != n or not all(isinstance(i, int) and not isinstance(i, bool)
+                                     for i in spec):
+            raise UserError(f"--child: expected {n} option indices, got {spec!r}")
+        bad = [(d.name, i) for d, i in zip(space.decisions, spec) if not 0 <= i < len(d.options)]
+        if bad:
+            raise UserError(f"--child: {bad[0][0]} has no option {bad[0][1]}")
+        return space.values_from_indices(spec)
+    if isinstance(spec, dict):
+        space.indices_from_values(spec)  # a UserError naming a wrong decision
+        return dict(spec)
+    raise UserError(f"--child: expected a list or an object, got {spec!r}")
+
+
+def inherited_child(cfg: "ExperimentConfig", run: RunDir, splits: Splits,
+                    space: FactorizedSpace, values: Mapping[str, Any]
+                    ) -> tuple["Arch", dict[str, torch.Tensor]]:
+    """A child of the run's supernet as `build_model`'s state dict, with its BatchNorm
+    statistics re-estimated as the search scored it."""
+    if not run.supernet_pt.is_file():
+        raise UserError(f"{run.supernet_pt} does not exist (a run with search.evaluator: "
+                        "supernet has one once its supernet is trained)")
+    supernet = load_supernet(space, run.supernet_pt, cfg.seed)
+    scorer = ChildScorer(supernet, splits, cfg.train, cfg.supernet.bn_batches, cfg.seed)
+    with torch_threads(wanted_threads(cfg.train)):
+        model = scorer.model(values)
+    arch = space.decode(values)
+    return arch, {k: v.detach().cpu() for k, v in model.state_dict().items()}
