@@ -226,6 +226,12 @@ def _dry_run(cfg: "ExperimentConfig") -> None:
           f"latency {est.ms:.3f} ms ({est.source})")
 
 
+def _proxy_check(args: argparse.Namespace) -> None:
+    from nas.proxycheck import run_proxy_check
+
+    run_proxy_check(args.source, list(args.set or []), args.archs)
+
+
 def _resume(args: argparse.Namespace) -> None:
     from nas.pipeline import resume
 
@@ -326,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a run where it stopped (after a crash or kill)")
     p.add_argument("run_dir")
     p.set_defaults(func=_resume)
+
+    p = sub.add_parser("proxy-check",
+                       help="how well the search's evaluators rank architectures against "
+                            "a longer stand-alone training (Kendall tau, Spearman)")
+    p.add_argument("source", help="experiment YAML (a new check) or a proxy check's run "
+                                  "directory (continue it)")
+    p.add_argument("--archs", type=int, help="architectures to score (proxy_check.archs)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. proxy_check.epochs=5")
+    p.set_defaults(func=_proxy_check)
 
     p = sub.add_parser("results", help="the trials of a run as a table, CSV or JSON")
     p.add_argument("run_dir")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from nas.data import DataConfig
+from nas.proxycheck import ProxyCheckConfig
 from nas.raytune import RayConfig
 from nas.resolve import anchor
 from nas.search.controller import ControllerConfig
@@ -154,6 +155,7 @@ class ExperimentConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    proxy_check: ProxyCheckConfig = field(default_factory=ProxyCheckConfig)  # nas proxy-check
     ray: RayConfig = field(default_factory=RayConfig)
     netadapt: NetAdaptSection | None = None
     final: FinalConfig = field(default_factory=FinalConfig)

@@ -194,7 +194,8 @@ class SuperNet(nn.Module):
         its BatchNorm statistics are fresh and want re-estimating."""
         arch, slots = self.child(values)
         state = self.tensors(_structure(arch), slots)
-        return arch, {k: v.detach().clone() for k, v in state.items()}
+        return arch, {k: v.detach().clone(memory_format=torch.contiguous_format)
+                      for k, v in state.items()}
 
     def inherit(self, values: Mapping[str, Any]) -> nn.Module:
         """`build_model(child)` holding the child's inherited weights (on this
