@@ -224,6 +224,15 @@ def _dry_run(cfg: "ExperimentConfig") -> None:
     params, macs = count(arch)
     print(f"# a sampled child: {len(arch.layers)} layers, {params:,} params, {macs:,} MACs, "
           f"latency {est.ms:.3f} ms ({est.source})")
+    if cfg.search.evaluator == "supernet":
+        from search_spaces.supernet import SuperNet
+
+        shared = sum(p.numel() for p in SuperNet(space, cfg.seed).parameters())
+        tcfg = cfg.supernet.train_config(cfg.train)
+        budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
+        print(f"# supernet: {shared:,} shared weights, trained {budget}; "
+              f"{cfg.search.num_trials} children scored from it, the top "
+              f"{cfg.supernet.rerank_top_k} re-ranked by proxy training")
 
 
 def _proxy_check(args: argparse.Namespace) -> None:

@@ -102,7 +102,8 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
         run_inline(core, scorer.step, cfg.seed)  # a second or so each: in the driver
         if cfg.supernet.rerank_top_k:
             rerank(core, prep.reward, cfg.supernet.rerank_top_k, cfg.seed,
-                   make_executor(cfg.search.executor, step, cfg.ray, run.ray_dir), log)
+                   make_executor(cfg.search.executor, step, cfg.ray, run.ray_dir, "search"),
+                   log)
     elif cfg.search.executor == "inline":
         run_inline(core, step, cfg.seed)
     elif not core.finished:
@@ -126,7 +127,8 @@ def load_or_train_supernet(prep: Prepared, run: RunDir, log: Callable[[str], Non
                                  else cfg.ray.num_cpus or os.cpu_count() or 1)
     ray = replace(cfg.ray, cpus_per_trial=cpus)
     return ensure_supernet(prep.space, prep.splits, cfg.train, cfg.supernet, run, cfg.seed,
-                           make_executor(cfg.search.executor, step, ray, run.ray_dir), log)
+                           make_executor(cfg.search.executor, step, ray, run.ray_dir, "search"),
+                           log)
 
 
 def supernet_init(prep: Prepared, run: RunDir, arch: Arch) -> dict[str, torch.Tensor]:

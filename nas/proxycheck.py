@@ -231,7 +231,7 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
                     epochs=budget)
                 for i, values in enumerate(picked) if (i, evaluator) not in done]
         executor = make_executor(cfg.search.executor, make_step(splits, cfg.train), cfg.ray,
-                                 run.ray_dir)
+                                 run.ray_dir, "proxy_check")
         if jobs:
             executor(jobs, lambda job, r: record(int(job.name.split("_")[1]),
                                                  job.name.split("_")[0], r))

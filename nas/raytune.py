@@ -151,19 +151,23 @@ def run_ray(core: SearchCore, step: Step, seed: int, cfg: RayConfig, storage: Pa
     run_tune(SearchFeed(core, seed), step, cfg, storage, "tune")
 
 
-def ray_executor(step: Step, cfg: RayConfig, storage: Path) -> Executor:
-    """NetAdapt's executor: each batch of jobs side by side as Ray Tune trials."""
+def ray_executor(step: Step, cfg: RayConfig, storage: Path, stage: str = "netadapt"
+                 ) -> Executor:
+    """Each batch of jobs side by side as Ray Tune trials, one Tune experiment per
+    batch, named after the `stage` and the batch's first job."""
 
     def run(jobs: Sequence[Job], on_result: OnResult) -> None:
-        # one Tune experiment per batch; the time keeps a resumed batch's name fresh
+        # the time keeps a resumed batch's name fresh
         batch = jobs[0].name.split("/")[0] if jobs else "jobs"
         run_tune(JobList(jobs, on_result), step, cfg, storage,
-                 f"netadapt_{batch}_{time.strftime('%H%M%S')}")
+                 f"{stage}_{batch}_{time.strftime('%H%M%S')}")
 
     return run
 
 
-def make_executor(kind: str, step: Step, cfg: RayConfig, storage: Path) -> Executor:
+def make_executor(kind: str, step: Step, cfg: RayConfig, storage: Path,
+                  stage: str = "netadapt") -> Executor:
     """`search.executor`'s executor: `inline` (one job after another in this process)
     or `ray` (each batch of jobs side by side as Ray Tune trials)."""
-    return inline_executor(step) if kind == "inline" else ray_executor(step, cfg, storage)
+    return inline_executor(step) if kind == "inline" else ray_executor(step, cfg, storage,
+                                                                        stage)

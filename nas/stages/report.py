@@ -72,7 +72,8 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
              ("data", f"{cfg.data.kind} {cfg.data.path or ''}".strip()),
              ("latency model", lat.kind + (f" ({lat.path})" if lat.kind == "table" else ""))]
     if "search" in cfg.stages:
-        facts += [("search", f"{s.strategy}, {s.num_trials} children, {s.executor} executor"),
+        facts += [("search", f"{s.strategy}, {s.num_trials} children, {s.executor} executor, "
+                             f"{s.evaluator} evaluator"),
                   ("reward", f"{rw.kind}, target {rw.target_ms} ms"
                              + (f", preset {rw.preset}" if rw.preset else "")
                              + "".join(f", {k} {v}" for k, v in
@@ -94,6 +95,8 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
         top = ok.sort_values("reward", ascending=False).head(10)
         out += [_table(top[["trial_id", "accuracy", "latency_ms", "reward", "params", "macs",
                             "arch_hash"]]), ""]
+        if run.rerank_csv.is_file():
+            out += _rerank_section(run)
 
     history = run.netadapt.history_csv
     if history.is_file():
@@ -139,6 +142,22 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     if log:
         log(f"report: {path}")
     return path
+
+
+def _rerank_section(run: RunDir) -> list[str]:
+    """Both rankings of the supernet search's top children: by the supernet's reward
+    and by the reward of their stand-alone proxy training, which picked the result."""
+    rr = pd.read_csv(run.rerank_csv)
+    best = _read_json(run.best_metrics_json) or {}
+    rr["chosen"] = ["yes" if t == best.get("trial_id") and best.get("selected_by") == "rerank"
+                    else "" for t in rr["trial_id"]]
+    rr["supernet rank"] = rr["supernet_reward"].rank(ascending=False, method="min")
+    rr["trained rank"] = rr["reward"].rank(ascending=False, method="min")
+    cols = ["trial_id", "latency_ms", "supernet_accuracy", "supernet_reward", "supernet rank",
+            "accuracy", "reward", "trained rank", "status", "chosen"]
+    return ["The top children by supernet reward, each proxy-trained stand-alone "
+            "(`train:`); the best by trained reward is the search's result:", "",
+            _table(rr[cols]), ""]
 
 
 def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:

@@ -187,3 +187,22 @@ def test_kill_9_in_the_supernet_training_and_in_the_search_then_resume(tmp_path:
         want = pd.read_csv(ref / "search" / log)
         cols = [k for k in keys if k in want.columns]
         assert got[cols].equals(want[cols]), log
+
+
+@pytest.mark.slow
+def test_on_ray_the_supernet_trains_as_one_trial_and_children_score_in_the_driver(
+        tmp_path: Path) -> None:
+    exp = write_exp(tmp_path, trials=4)
+    exp.write_text(exp.read_text().replace("executor: inline", "executor: ray")
+                   + "ray:\n  cpus_per_trial: 1\n  num_cpus: 2\n")
+    out = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(tmp_path)
+    assert (run / "search" / "supernet.pt").is_file()
+    trials = pd.read_csv(run / "search" / "trials.csv")
+    assert len(trials) == 4 and set(trials["accuracy_source"]) == {"supernet"}
+    assert len(pd.read_csv(run / "search" / "rerank.csv")) == 2
+    experiments = {p.name.split("_")[1] for p in (run / "ray").iterdir() if p.is_dir()}
+    # the training ran as a Tune experiment of its own, the re-ranking as another
+    assert experiments == {"supernet", "rerank"}
