@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from search_spaces.builder import build_model, check_state
-from search_spaces.factorized import make_space
+from search_spaces.factorized import ALL_OPS, make_space
 from search_spaces.supernet import SuperNet, crop
 
-SPACES = {  # (space, skeleton, resolution, stem stride)
-    "mobilenetv3_small_32": ("mobilenetv3", "mobilenetv3_small", 32, 1),
-    "mnasnet_v2_32": ("mnasnet", "mobilenetv2", 32, 1),
-    "mnasnet_a1_32": ("mnasnet", "a1", 32, 1),
+SPACES = {  # (space, skeleton, resolution, stem stride, ops)
+    "mobilenetv3_small_32": ("mobilenetv3", "mobilenetv3_small", 32, 1, None),
+    "mnasnet_v2_32": ("mnasnet", "mobilenetv2", 32, 1, None),
+    "mnasnet_a1_32": ("mnasnet", "a1", 32, 1, None),
+    "mobilenetv3_small_every_op": ("mobilenetv3", "mobilenetv3_small", 32, 1, ALL_OPS),
 }
 
 
@@ -48,8 +49,8 @@ def _perturbed(supernet: SuperNet, seed: int) -> None:
 
 @pytest.fixture(scope="module", params=sorted(SPACES))
 def supernet(request):
-    family, skeleton, res, stride = SPACES[request.param]
-    net = SuperNet(make_space(family, skeleton, res, stride, 10), seed=0)
+    family, skeleton, res, stride, ops = SPACES[request.param]
+    net = SuperNet(make_space(family, skeleton, res, stride, 10, ops=ops), seed=0)
     _perturbed(net, 1)
     return net
 
