@@ -52,11 +52,14 @@ class SupernetConfig:
     """`supernet:` the weight-sharing evaluator (`search.evaluator: supernet`).
 
     The supernet trains for `epochs` or `steps` (neither: 10 epochs) with `train:`'s
-    optimiser, schedule, batch size and device; `lr` replaces `train.lr`.
+    optimiser, schedule, batch size and device, at learning rate `lr`.
     """
 
     epochs: float | None = field(default=None, metadata={"check": positive})
     steps: int | None = field(default=None, metadata={"check": positive})
+    # Default: a quarter of train.lr. Single-path training is less stable than one
+    # child's: on CIFAR-10 at train.lr = 0.4 it diverged (NaN) within 210 steps, and
+    # 0.1 gave the lowest loss of 0.05-0.4 after 600 steps (BENCHMARKS.md, issue 12).
     lr: float | None = field(default=None, metadata={"check": positive})
     checkpoint_every: int = field(default=100, metadata={"check": positive})  # steps
     # Training batches (train.eval_batch_size images each, the same ones for every
@@ -78,7 +81,7 @@ class SupernetConfig:
         the supernet keeps no statistics, each child's are re-estimated)."""
         epochs = self.epochs if self.epochs is not None or self.steps is not None \
             else DEFAULT_EPOCHS
-        return replace(base, epochs=epochs, steps=self.steps, lr=self.lr or base.lr,
+        return replace(base, epochs=epochs, steps=self.steps, lr=self.lr or base.lr / 4,
                        bn_recalibration=0)
 
 
