@@ -2,7 +2,8 @@
 
 The network comes from the stage before: NetAdapt's `netadapt/final/` when NetAdapt
 ran, else the search's `best.json`. MobileNetV3 trains its final model from scratch
-(`final.init: scratch`); `final.init: netadapt` continues from NetAdapt's weights.
+(`final.init: scratch`); `final.init: netadapt` continues from NetAdapt's weights,
+`final.init: supernet` from the weights the search's best inherits from its supernet.
 """
 
 from __future__ import annotations
