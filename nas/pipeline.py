@@ -189,6 +189,9 @@ def start(cfg: ExperimentConfig, log: Callable[[str], None] = _stderr) -> RunDir
 def resume(run_dir: str | Path, log: Callable[[str], None] = _stderr) -> RunDir:
     """Continue a run where it stopped, from its own resolved config."""
     run = RunDir.open(run_dir)
+    if run.is_proxy_check():
+        raise UserError("a proxy check, not a run of stages: continue it with "
+                        "`nas proxy-check` on this folder", str(run.root))
     cfg = load_config(run.config_path)
     run_stages(prepare(cfg), run, log)
     return run

@@ -187,7 +187,7 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
         say(f"proxy check: {run.root}")
     picked = spread_over_latency(space, lambda a: latency.predict(a).ms, pc.archs, pc.pool,
                                  cfg.seed)
-    logfile = TrialLog(run.root / "proxy_check.csv", COLUMNS)
+    logfile = TrialLog(run.proxy_check_csv, COLUMNS)
     done = {(int(r["index"]), r["evaluator"]) for r in logfile.read()}
     info = {}
     for i, values in enumerate(picked):
@@ -215,7 +215,7 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
         had = run.supernet_pt.is_file()
         scorer = ChildScorer(load_or_train_supernet(prep, run, say), splits, cfg.train,
                              cfg.supernet.bn_batches, cfg.seed)
-        timing = run.root / "supernet_train_s.json"
+        timing = run.supernet_train_s_json
         if not had:
             write_json(timing, {"wall_s": time.perf_counter() - start})
         supernet_s = json.loads(timing.read_text())["wall_s"] if timing.is_file() else None
@@ -238,8 +238,8 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
     frame = pd.read_csv(logfile.path)
     summary = summarise(frame, supernet_s)
     summary.update(epochs=pc.epochs, space=space.name, data=splits.summary())
-    write_json(run.root / "proxy_check.json", summary)
+    write_json(run.proxy_check_json, summary)
     print_table(summary, pc.epochs, print)
-    if _plot(frame, run.root / "proxy_check.png", pc.epochs):
-        say(f"proxy check: {run.root / 'proxy_check.png'}")
+    if _plot(frame, run.proxy_check_png, pc.epochs):
+        say(f"proxy check: {run.proxy_check_png}")
     return run.root

@@ -12,6 +12,7 @@
                                      (+ preprocessing.json, references.json)
     ray/                             Ray Tune's own records
     report.md  pareto.png
+    proxy_check.csv / .json / .png   a `nas proxy-check` run's results instead
 
 `search/trials.csv` is append-only and the truth for resume: one row per finished
 trial, flushed and fsynced as it is written. A row torn by a kill is dropped on read.
@@ -158,6 +159,29 @@ class RunDir:
     def rerank_csv(self) -> Path:
         """The supernet's top children proxy-trained stand-alone, one row each."""
         return self.search_dir / "rerank.csv"
+
+    # ------------------------------------------------------------ nas proxy-check
+
+    @property
+    def proxy_check_csv(self) -> Path:
+        """A proxy check's scores, one row per architecture and evaluator."""
+        return self.root / "proxy_check.csv"
+
+    @property
+    def proxy_check_json(self) -> Path:
+        return self.root / "proxy_check.json"
+
+    @property
+    def proxy_check_png(self) -> Path:
+        return self.root / "proxy_check.png"
+
+    @property
+    def supernet_train_s_json(self) -> Path:
+        """How long a proxy check's supernet trained (its cost per child)."""
+        return self.root / "supernet_train_s.json"
+
+    def is_proxy_check(self) -> bool:
+        return self.proxy_check_csv.is_file()
 
     # ------------------------------------------------------------ later stages
 

@@ -86,3 +86,5 @@ def test_the_command_scores_every_arch_with_every_evaluator_and_resumes(
     err = capsys.readouterr().err
     assert err.count("proxy check: arch ") == 1
     assert len(pd.read_csv(run / "proxy_check.csv")) == 9
+    assert main(["resume", str(run)]) == 2  # not a run of stages
+    assert "nas proxy-check" in capsys.readouterr().err
