@@ -192,18 +192,24 @@ class SuperNet(nn.Module):
     def extract(self, values: Mapping[str, Any]) -> tuple[Arch, dict[str, torch.Tensor]]:
         """A child's Arch and a state dict of its own (copies) for `build_model(arch)`;
         its BatchNorm statistics are fresh and want re-estimating."""
-        arch, slots = self.child(values)
-        state = self.tensors(_structure(arch), slots)
-        return arch, {k: v.detach().clone(memory_format=torch.contiguous_format)
-                      for k, v in state.items()}
+        arch, _, state = self._copied(values)
+        return arch, state
 
     def inherit(self, values: Mapping[str, Any]) -> nn.Module:
         """`build_model(child)` holding the child's inherited weights (on this
         supernet's device)."""
-        arch, state = self.extract(values)
-        model = _structure(arch)
+        _, model, state = self._copied(values)
         model.load_state_dict(state, assign=True)
         return model
+
+    def _copied(self, values: Mapping[str, Any]
+                ) -> tuple[Arch, nn.Module, dict[str, torch.Tensor]]:
+        """The child's Arch, its meta-device structure (built once) and its weights."""
+        arch, slots = self.child(values)
+        structure = _structure(arch)
+        state = {k: v.detach().clone(memory_format=torch.contiguous_format)
+                 for k, v in self.tensors(structure, slots).items()}
+        return arch, structure, state
 
     def forward(self, x: torch.Tensor, values: Mapping[str, Any] | None = None,
                 buffers: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:

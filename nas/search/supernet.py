@@ -303,5 +303,4 @@ def inherited_child(cfg: "ExperimentConfig", run: RunDir, splits: Splits,
     scorer = ChildScorer(supernet, splits, cfg.train, cfg.supernet.bn_batches, cfg.seed)
     with torch_threads(wanted_threads(cfg.train)):
         model = scorer.model(values)
-    arch = space.decode(values)
-    return arch, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return model.arch, {k: v.detach().cpu() for k, v in model.state_dict().items()}
