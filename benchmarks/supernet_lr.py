@@ -30,7 +30,8 @@ def main() -> None:
                     help="LR:CLIP pairs (clip 0: none)")
     args = ap.parse_args()
     cfg = load_config(ROOT / "benchmarks" / "supernet_fidelity.yaml")
-    splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
+                       cfg.limits.max_data_gib)
     space = build_space(cfg, splits.num_classes)
     print(f"{'lr':>6} {'clip':>5} {'loss':>8}  (mean of the last 100 of {args.steps} steps)")
     for pair in args.runs:

@@ -169,7 +169,8 @@ def main() -> None:
     for seed in args.seeds:
         have = {(r["config"], r["draw"]) for r in done_rows(out) if int(r["seed"]) == seed}
         cfg = load_config(EXPERIMENT, [f"seed={seed}"])
-        splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+        splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
+                           cfg.limits.max_data_gib)
         space = build_space(cfg, splits.num_classes)
         latency = build_latency_model(cfg)
         predict = lambda a: latency.predict(a).ms  # noqa: E731

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ class LatencyEstimate:
     source: Source
     raw_ms: float
     interpolated: int = 0
+
+    def __post_init__(self) -> None:
+        # Every reward and NetAdapt step divides by or compares latencies: a zero,
+        # negative or NaN one (a negative offset, a bad calibration) is stopped here.
+        if not (math.isfinite(self.ms) and self.ms > 0):
+            raise UserError(f"the latency model ({self.source}) predicted {self.ms} ms; a "
+                            f"latency must be a positive number (check its offset_ms or "
+                            f"calibration)")
 
 
 class LatencyModel(ABC):

@@ -261,11 +261,16 @@ def _meta_problem(key: str, value: str) -> str | None:
             return f"{key}: expected an integer, got '{value}'"
         if key == "batch" and int(value) != 1:
             return f"batch: tables model batch 1 only, got {value}"
+    if key in INT_META and value and len(value) > 18:
+        return f"{key}: expected an integer of at most 18 digits, got {len(value)} digits"
     if key in FLOAT_META and value:
-        try:
-            float(value)
-        except ValueError:
-            return f"{key}: expected a number, got '{value}'"
+        number = _float(value)
+        if number is None:
+            return f"{key}: expected a finite number, got '{value[:40]}'"
+        if key == "calibration_scale" and number <= 0:
+            return f"calibration_scale: must be > 0, got {value}"
+        if key == "percentile" and not 0 <= number <= 100:
+            return f"percentile: must be in [0, 100], got {value}"
     return None
 
 
@@ -298,7 +303,9 @@ def _row(header: list[str], cells: list[str], number: int, source: str) -> Row:
         raw = values[name]
         if name in INT_COLUMNS:
             if not re.fullmatch(r"-?\d+", raw):
-                raise fail(f"{name}: expected an integer, got '{raw}'")
+                raise fail(f"{name}: expected an integer, got '{raw[:40]}'")
+            if len(raw) > 9:  # far past any width or size
+                raise fail(f"{name}: expected an integer of at most 9 digits")
             key[name] = int(raw)
         else:
             key[name] = raw
@@ -319,7 +326,7 @@ def _row(header: list[str], cells: list[str], number: int, source: str) -> Row:
             raise fail(f"std_ms: expected a number >= 0 or nothing, got '{values['std_ms']}'")
     count = None
     if values["count"]:
-        if not re.fullmatch(r"\d+", values["count"]):
+        if not re.fullmatch(r"\d{1,18}", values["count"]):
             raise fail(f"count: expected an integer >= 0 or nothing, got '{values['count']}'")
         count = int(values["count"])
     return Row(sig, latency, std, count, number, values.get("file") or None)

@@ -179,7 +179,7 @@ def _export_child(args: argparse.Namespace) -> None:
 
     run = RunDir.open(args.source)
     cfg = load_config(run.config_path)
-    splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source, cfg.limits.max_data_gib)
     space = build_space(cfg, splits.num_classes)
     arch, state = inherited_child(cfg, run, splits, space,
                                   child_values(args.child, space, run))

@@ -16,6 +16,7 @@ from nas.search.strategies import EvolutionConfig
 from nas.search.supernet import SupernetConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
+from search_spaces import limits
 from search_spaces.checks import non_negative, positive
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
@@ -37,7 +38,7 @@ class SearchConfig:
     # The conv op choices of every block; absent: conv, dsconv, mbconv3, mbconv6
     # (MnasNet sec. 4.1). fused3 / fused6 add fused_mbconv (EfficientNetV2).
     ops: list[str] | None = None
-    resolution: int = field(default=224, metadata={"check": positive})
+    resolution: int = field(default=224, metadata={"check": limits.resolution})
     # 2 as in the papers at 224x224; 1 suits CIFAR-size inputs.
     stem_stride: Literal[1, 2] = 2
     strategy: Literal["rl", "random", "evolution"] = "rl"
@@ -77,7 +78,7 @@ class LatencyConfig:
     # thread: the timing thread's CPU time (cpu, 1 thread); auto picks it where valid.
     clock: Literal["auto", "wall", "thread"] = "auto"
     ms_per_mmac: float = field(default=1.0, metadata={"check": positive})
-    offset_ms: float = 0.0
+    offset_ms: float = field(default=0.0, metadata={"check": non_negative})  # fixed overhead
 
     def __post_init__(self) -> None:
         # Checked where the section loads, so `latency:` and `netadapt.latency:` both get it.
@@ -117,6 +118,16 @@ class ExportConfig:
     formats: list[Literal["onnx", "pt2"]] = field(default_factory=lambda: ["onnx"])
 
 
+@dataclass
+class LimitsConfig:
+    """`limits:` the ceilings a run may be raised to (README "Limits"), checked before
+    anything is allocated: the largest network the search space, NetAdapt's start or
+    a reference can build, and the images held in memory (read and resized)."""
+
+    max_params: int = field(default=limits.MAX_PARAMS, metadata={"check": positive})
+    max_data_gib: float = field(default=limits.MAX_DATA_GIB, metadata={"check": positive})
+
+
 STAGES = ("search", "netadapt", "final_train", "export")
 
 
@@ -146,7 +157,7 @@ class ExperimentConfig:
 
     name: str | None = None  # default: the YAML file's stem
     output_dir: Path | None = None  # default: the YAML file's folder
-    seed: int = 0
+    seed: int = field(default=0, metadata={"check": limits.seed})
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -161,6 +172,7 @@ class ExperimentConfig:
     final: FinalConfig = field(default_factory=FinalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # What `nas search` runs, in order; each stage reads what the one before wrote.
     stages: list[Literal["search", "netadapt", "final_train", "export"]] = field(
         default_factory=lambda: ["search"])
@@ -204,8 +216,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     cfg.source = str(path)
     cfg.name = cfg.name or path.stem
     cfg.output_dir = cfg.output_dir or path.resolve().parent
-    build_space(cfg)  # semantic checks of the space and skeleton
+    space = build_space(cfg)  # semantic checks of the space and skeleton
     _check_stages(cfg, path)
+    if "search" in cfg.stages:
+        _check_space_size(cfg, space, path)
     if cfg.netadapt is not None and cfg.netadapt.start is not None:
         # relative to the YAML's folder, or to the current directory when given with --set
         base = Path.cwd() if "netadapt.start" in cwd_keys else path.resolve().parent
@@ -233,6 +247,18 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))
+
+
+def _check_space_size(cfg: ExperimentConfig, space: FactorizedSpace, path: Path) -> None:
+    """The largest child (or the supernet) within `limits.max_params`, before anything
+    is built: a skeleton of huge widths fails here, not in every trial."""
+    supernet = cfg.search.evaluator == "supernet"
+    bound = space.params_bound(per_op=supernet)
+    if bound > cfg.limits.max_params:
+        what = "the supernet holds" if supernet else "its largest child has"
+        raise UserError(f"search.skeleton: {what} up to {bound:,} parameters, more than "
+                        f"limits.max_params ({cfg.limits.max_params:,}); shrink the "
+                        f"skeleton or raise the limit", str(path))
 
 
 def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace:

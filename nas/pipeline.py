@@ -61,7 +61,8 @@ def _check_data_paths(cfg: ExperimentConfig) -> None:
 def prepare(cfg: ExperimentConfig) -> Prepared:
     """Load and check every input; nothing is written."""
     _check_data_paths(cfg)
-    splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
+                       cfg.limits.max_data_gib)
     space = build_space(cfg, num_classes=splits.num_classes)
     latency = build_latency_model(cfg)
     reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None

@@ -177,7 +177,8 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
         extra = list(overrides or []) + ([f"proxy_check.archs={archs}"] if archs else [])
         cfg = load_config(path, extra)
         run = None
-    splits = load_data(cfg.data, cfg.search.resolution, cfg.source)
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
+                       cfg.limits.max_data_gib)
     space = build_space(cfg, splits.num_classes)
     latency = build_latency_model(cfg)
     pc = cfg.proxy_check

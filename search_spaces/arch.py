@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from search_spaces import limits
 from search_spaces.checks import fraction, non_negative, one_of, positive
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
@@ -211,22 +212,35 @@ def arch_to_dict(arch: Arch) -> dict[str, Any]:
     }
 
 
+def _se_width(value: int) -> str | None:
+    return None if value == 0 else limits.width(value)
+
+
+def _layer_count(value: list) -> str | None:
+    if not value:
+        return "needs at least one layer"
+    return limits.at_most(limits.MAX_LAYERS, "layers")(len(value))
+
+
 _LAYER_COMMON = {
     "kind": (str, one_of(LAYER_KINDS)),
-    "in_ch": (int, positive),
-    "out_ch": (int, positive),
+    "in_ch": (int, limits.width),
+    "out_ch": (int, limits.width),
     "stride": (int, one_of(STRIDES)),
     "act": (str, one_of(ACTIVATIONS)),
-    "se_ch": (int, non_negative),
+    "se_ch": (int, _se_width),
     "skip": (str, one_of(SKIPS)),
 }
 
 
-def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
+def arch_from_dict(data: Any, source: str = "<arch>",
+                   max_params: int = limits.MAX_PARAMS) -> Arch:
     """Build an `Arch` from its JSON form; every problem is a `UserError`.
 
-    Unknown or missing fields, unsupported values and channel mismatches between
-    consecutive layers are all reported with their key path (`layers[3].kernel`).
+    Unknown or missing fields, unsupported values, widths and sizes past the limits
+    (`search_spaces.limits`, `max_params` counted before anything is built) and channel
+    mismatches between consecutive layers are all reported with their key path
+    (`layers[3].kernel`).
     """
     errors: list[str] = []
     r = FieldReader(errors)
@@ -234,13 +248,13 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
         "schema_version": (int, lambda v: None if v == SCHEMA_VERSION
                            else f"unsupported schema version {v} (this release reads {SCHEMA_VERSION})"),
         "name": (str, None),
-        "resolution": (int, positive),
-        "in_ch": (int, positive),
-        "num_classes": (int, positive),
+        "resolution": (int, limits.resolution),
+        "in_ch": (int, limits.width),
+        "num_classes": (int, limits.class_count),
         "bn": (dict, None),
         "se": (dict, None),
         "stem": (dict, None),
-        "layers": (list, lambda v: None if v else "needs at least one layer"),
+        "layers": (list, _layer_count),
         "head": (dict, None),
     })
     if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
@@ -251,7 +265,7 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
     se = r.obj(top["se"], "se", {"gate": (str, one_of(SE_GATES)), "ratio": (float, positive),
                                  "of": (str, one_of(("in", "mid"))),
                                  "divisor": (int, positive)})
-    stem = r.obj(top["stem"], "stem", {"out_ch": (int, positive),
+    stem = r.obj(top["stem"], "stem", {"out_ch": (int, limits.width),
                                        "kernel": (int, one_of(STEM_KERNELS, "kernel")),
                                        "stride": (int, one_of(STRIDES)),
                                        "act": (str, one_of(ACTIVATIONS))})
@@ -266,7 +280,7 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
         fields = dict(_LAYER_COMMON)
         fields["kernel"] = (int, one_of(spec.kernels if spec else (), "kernel"))
         if spec and spec.has_expansion:
-            fields["exp_ch"] = (int, positive)
+            fields["exp_ch"] = (int, limits.width)
             fields["expand"] = (bool, None)
         d = r.obj(item, where, fields)
         if d is None:
@@ -281,10 +295,10 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
     if head_kind not in HEAD_KINDS:  # which fields a head has depends on its kind
         r.obj({"kind": head_kind}, "head", {"kind": (str, one_of(HEAD_KINDS))})
         _raise(errors, source)
-    head_fields = {"kind": (str, one_of(HEAD_KINDS)), "conv_ch": (int, positive),
+    head_fields = {"kind": (str, one_of(HEAD_KINDS)), "conv_ch": (int, limits.width),
                    "act": (str, one_of(ACTIVATIONS)), "dropout": (float, fraction)}
     if head_kind == "v3":
-        head_fields["hidden_ch"] = (int, positive)
+        head_fields["hidden_ch"] = (int, limits.width)
     head = r.obj(top["head"], "head", head_fields)
     if errors:
         _raise(errors, source)
@@ -295,7 +309,21 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
         stem=Stem(**stem), layers=tuple(layers), head=Head(**head),
     )
     _raise(chain_problems(arch), source)
+    _raise(size_problems(arch, max_params), source)
     return arch
+
+
+def size_problems(arch: Arch, max_params: int = limits.MAX_PARAMS) -> list[str]:
+    """The network's parameters past `max_params`, counted without building it."""
+    from search_spaces.counting import count_rows  # counting reads Arch: imported late
+
+    rows = count_rows(arch)
+    params = sum(r.params for r in rows)
+    if params <= max_params:
+        return []
+    worst = max(rows, key=lambda r: r.params)
+    return [f"{worst.name}: the network has {params:,} parameters ({worst.params:,} in "
+            f"{worst.name}), more than limits.max_params ({max_params:,})"]
 
 
 def _layer_problem(layer: Layer) -> str | None:
@@ -329,6 +357,6 @@ def _raise(errors: list[str], source: str) -> None:
     raise UserError(errors[0] + more, source)
 
 
-def load_arch(path: str | Path) -> Arch:
+def load_arch(path: str | Path, max_params: int = limits.MAX_PARAMS) -> Arch:
     """Read an Arch JSON file strictly."""
-    return arch_from_dict(read_json(path), str(path))
+    return arch_from_dict(read_json(path), str(path), max_params)

@@ -9,13 +9,28 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import reprlib
 from typing import Any, Callable, Sequence
 
 Check = Callable[[Any], "str | None"]
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple = 2, 4, 6, 6
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 40
+
+
+def bounded_repr(value: Any) -> str:
+    """`repr(value)` cut to 40 characters, without rendering more of it than that (a
+    YAML alias bomb or a 5,000-digit number never expands in an error line)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def show(value: Any) -> str:
-    """A value as an error line quotes it, cut to 40 characters."""
+    """A value as an error line quotes it (JSON style), cut to 40 characters."""
+    if isinstance(value, (list, dict, tuple)):  # not rendered in full: may be huge
+        return bounded_repr(value)
     try:
         text = repr(value) if isinstance(value, str) else json.dumps(value)
     except (TypeError, ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from search_spaces.limits import MAX_TEXT_BYTES
+
 
 class UserError(Exception):
     """A user mistake, reported as one line naming the file and the key or line.
@@ -16,7 +18,8 @@ class UserError(Exception):
 
 
 def read_user_text(path: "Path | str", what: str = "") -> str:
-    """A user's text file as str; unreadable or non-UTF-8 files are a `UserError`.
+    """A user's text file as str; unreadable, oversized (`limits.MAX_TEXT_BYTES`) or
+    non-UTF-8 files are a `UserError`.
 
     A UTF-8 byte-order mark (as spreadsheets write) is dropped.
     """
@@ -25,6 +28,10 @@ def read_user_text(path: "Path | str", what: str = "") -> str:
     path = Path(path)
     label = f"cannot read{' ' + what if what else ''}"
     try:
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise UserError(f"{size:,} bytes: larger than the {MAX_TEXT_BYTES >> 20} MiB a "
+                            f"text file may have", str(path))
         data = path.read_bytes()
     except OSError as err:
         raise UserError(f"{label}: {err.strerror}", str(path)) from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any, Mapping, Sequence
 
+from search_spaces import limits
 from search_spaces.arch import Arch, BatchNorm, Head, Layer, SERule, Stem, make_divisible
 from search_spaces.checks import did_you_mean
 from search_spaces.errors import UserError
@@ -101,9 +102,9 @@ class FactorizedSpace:
         problems = skeleton_problems(skeleton, self.family)
         if problems:
             raise UserError(f"search.skeleton.{problems[0]}")
-        if resolution < 1 or stem_stride not in (1, 2):
-            raise UserError(f"resolution must be >= 1 and stem stride 1 or 2, got "
-                            f"{resolution} and {stem_stride}")
+        if limits.resolution(resolution) or stem_stride not in (1, 2):
+            raise UserError(f"search.resolution must be 1..{limits.MAX_RESOLUTION} and stem "
+                            f"stride 1 or 2, got {resolution} and {stem_stride}")
         self.skeleton = skeleton
         self.resolution = resolution
         self.stem_stride = stem_stride
@@ -222,6 +223,28 @@ class FactorizedSpace:
 
     # ------------------------------------------------------------ size
 
+    def params_bound(self, per_op: bool = False) -> int:
+        """An upper bound on the parameters of any child (`per_op`: of the supernet,
+        which keeps each op's weights apart), counted without building anything, so a
+        config can be refused before it allocates (`limits.max_params`)."""
+        from search_spaces.counting import count_rows, layer_cost
+
+        total, in_ch = 0, self.skeleton.stem
+        for i, block in enumerate(self.skeleton.blocks):
+            options = self.block_options(i)
+            best: dict[str, int] = {}  # per op: its largest block
+            for combo in product(*options.values()):
+                choice = dict(zip(options, combo))
+                # in_ch: the widest the block before can be; params grow with it
+                params = sum(layer_cost(layer, 1)[0]
+                             for layer in self._block(block, choice, in_ch))
+                best[choice["op"]] = max(best.get(choice["op"], 0), params)
+            total += sum(best.values()) if per_op else max(best.values())
+            in_ch = max(self.block_width(block, m) for m in options["width"])
+        ends = self._arch([Layer(kind="conv", in_ch=in_ch, out_ch=in_ch, kernel=3, stride=1,
+                                 act="relu", se_ch=0, skip="none", exp_ch=None)])
+        return total + sum(r.params for r in count_rows(ends) if r.name != "layers[0]")
+
     def raw_size(self) -> int:
         """Product of the option counts: distinct decision vectors."""
         return math.prod(len(d.options) for d in self.decisions)
@@ -278,22 +301,29 @@ def skeleton_problems(skeleton: Skeleton, family: Family) -> list[str]:
 
     A block may fix any op a kind offers, searched or not (`fixed: {op: fused3}`)."""
     problems = []
-    if skeleton.stem < 1:
-        problems.append(f"stem: must be >= 1, got {skeleton.stem}")
+    for key in ("stem", "head_conv", "head_hidden"):
+        value = getattr(skeleton, key)
+        problem = limits.width(value) if value is not None else None
+        if problem:
+            problems.append(f"{key}: {problem}")
     if not skeleton.blocks:
         problems.append("blocks: needs at least one block")
-    if skeleton.head_conv < 1:
-        problems.append(f"head_conv: must be >= 1, got {skeleton.head_conv}")
+    if len(skeleton.blocks) > limits.MAX_BLOCKS:
+        problems.append(f"blocks: at most {limits.MAX_BLOCKS} blocks, got {len(skeleton.blocks)}")
     if family.head_kind == "v3" and not skeleton.head_hidden:
         problems.append("head_hidden: the mobilenetv3 last stage needs a hidden width")
     keys = dict(BLOCK_OPTIONS, op=ALL_OPS,
                 **({"act": ACTIVATIONS} if family.act_choice else {}))
     for i, block in enumerate(skeleton.blocks):
         where = f"blocks[{i}]"
-        if block.width < 1:
-            problems.append(f"{where}.width: must be >= 1, got {block.width}")
-        if block.layers < 1:
-            problems.append(f"{where}.layers: must be >= 1, got {block.layers}")
+        # The widest filter multiplier must still fit: 1.25 x width <= MAX_WIDTH.
+        top = max(WIDTH_MULTS)
+        if block.width < 1 or block.width * top > limits.MAX_WIDTH:
+            problems.append(f"{where}.width: must be in 1..{int(limits.MAX_WIDTH / top)} (x{top} "
+                            f"at most {limits.MAX_WIDTH} channels), got {block.width:,}")
+        if not 1 <= block.layers <= limits.MAX_BLOCK_LAYERS:
+            problems.append(f"{where}.layers: must be in 1..{limits.MAX_BLOCK_LAYERS}, got "
+                            f"{block.layers:,}")
         if block.stride not in (1, 2):
             problems.append(f"{where}.stride: must be 1 or 2, got {block.stride}")
         for key, value in block.fixed.items():

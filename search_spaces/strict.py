@@ -20,8 +20,9 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from search_spaces.checks import did_you_mean, show
+from search_spaces.checks import bounded_repr, did_you_mean, show
 from search_spaces.errors import UserError, read_user_text
+from search_spaces.limits import MAX_DEPTH, document_problem
 
 _BAD = object()  # marks a value that failed to load (its error is already recorded)
 
@@ -45,15 +46,29 @@ class _StrictSafeLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Path) -> Any:
-    """`yaml.safe_load` of a file, with errors as one line naming file and line."""
-    text = read_user_text(path)
+    """`yaml.safe_load` of a file, with errors as one line naming file and line; a
+    document past the limits (`search_spaces.limits`) is refused the same way."""
+    return parse_yaml(read_user_text(path), str(path))
+
+
+def parse_yaml(text: str, source: str, what: str = "invalid YAML", path: str = "") -> Any:
+    """Safe-load `text` (a file's, or a `--set` value's for key `path`) within the
+    document limits."""
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # safe_load's loader, stricter
+        data = yaml.load(text, Loader=_StrictSafeLoader)  # safe_load's loader, stricter
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
+        where = f"line {mark.line + 1}: " if mark and not path else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{where}invalid YAML: {problem}", str(path)) from None
+        raise UserError(f"{where}{what}: {problem}", source) from None
+    except RecursionError:
+        raise UserError(f"{what}: nested deeper than {MAX_DEPTH} levels", source) from None
+    except ValueError as err:  # an integer of thousands of digits
+        raise UserError(f"{what}: {str(err).split(';')[0]}", source) from None
+    problem = document_problem(data, path)
+    if problem:
+        raise UserError(problem, source)
+    return data
 
 
 class Loader:
@@ -196,11 +211,10 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--set expects key.path=value, got '{item}'", source)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+            raise UserError(f"--set expects key.path=value, got {bounded_repr(item)}",
+                            source)
+        # The file's own safe reader: a tag is an error, not a string.
+        value = parse_yaml(raw, source, f"--set {key}: invalid YAML value", key)
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -220,8 +234,7 @@ def _join(path: str, key: Any) -> str:
 
 def _show(value: Any) -> str:
     # YAML values are quoted as Python reprs (`'relu'`, `None`), as the user's YAML reads.
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return bounded_repr(value)
 
 
 def _type_word(tp: Any) -> str:
@@ -238,9 +251,18 @@ def read_json(path: Path | str, what: str = "") -> Any:
     """A user's JSON file, parsed; unreadable or invalid JSON is one `UserError`."""
     text = read_user_text(path, what)
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"line {err.lineno}: invalid JSON: {err.msg}", str(path)) from None
+    except RecursionError:
+        raise UserError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels",
+                        str(path)) from None
+    except ValueError as err:  # an integer of thousands of digits
+        raise UserError(f"invalid JSON: {str(err).split(';')[0]}", str(path)) from None
+    problem = document_problem(data)
+    if problem:
+        raise UserError(problem, str(path))
+    return data
 
 
 class FieldReader:

@@ -15,7 +15,7 @@ import torch
 from nas.data.checks import check_labels, need_path
 from nas.data.config import DataConfig
 from nas.data.download import download_and_extract
-from nas.data.raw import Raw
+from nas.data.raw import Budget, Raw
 from nas.data.unpickle import restricted_unpickle
 from search_spaces.errors import UserError
 
@@ -24,7 +24,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "ship", "truck")
 
 
-def read_cifar10(cfg: DataConfig, resolution: int, source: str) -> Raw:
+def read_cifar10(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:
     root = need_path(cfg, source)
     folder = root if root.name == CIFAR10_FOLDER else root / CIFAR10_FOLDER
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -34,6 +34,8 @@ def read_cifar10(cfg: DataConfig, resolution: int, source: str) -> Raw:
     if missing:
         hint = "" if cfg.download else " (set data.download: true to fetch it)"
         raise UserError(f"missing {', '.join(missing)} in {folder}{hint}", source)
+    budget.check(sum((folder / n).stat().st_size for n in names), "the CIFAR-10 batches",
+                 str(folder))
     images, labels = [], []
     for n in names[:5]:
         x, y = _cifar_batch(folder / n)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from search_spaces import limits
 from search_spaces.checks import fraction, non_negative, positive
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -39,16 +40,21 @@ def _synthetic_classes(value: int) -> str | None:
     return f"must be in 2..{MAX_SYNTHETIC_CLASSES}, got {value}"
 
 
+def _test_size(value: int) -> str | None:
+    return None if value == 0 else limits.image_count(value)
+
+
 @dataclass
 class SyntheticConfig:
     """`data.synthetic:` the built-in generated data set (no files)."""
 
     num_classes: int = field(default=10, metadata={"check": _synthetic_classes})
-    train_size: int = field(default=6000, metadata={"check": positive})  # train + val pool
-    test_size: int = field(default=1000, metadata={"check": non_negative})
-    image_size: int = field(default=32, metadata={"check": positive})
+    train_size: int = field(default=6000, metadata={"check": limits.image_count})  # train + val
+    test_size: int = field(default=1000, metadata={"check": _test_size})
+    image_size: int = field(default=32, metadata={"check": limits.resolution})
     noise: float = field(default=0.05, metadata={"check": non_negative})  # pixel noise, 0..1 units
-    seed: int = 0  # the images themselves; `data.split_seed` only moves the splits
+    # the images themselves; `data.split_seed` only moves the splits
+    seed: int = field(default=0, metadata={"check": limits.seed})
 
 
 @dataclass
@@ -72,5 +78,5 @@ class DataConfig:
     test_subset: int | None = field(default=None, metadata={"check": positive})
     augment: bool = True  # random crop (padding below) + horizontal flip, training only
     crop_padding: int = field(default=4, metadata={"check": non_negative})
-    split_seed: int = 0
+    split_seed: int = field(default=0, metadata={"check": limits.seed})
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

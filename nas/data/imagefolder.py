@@ -13,13 +13,13 @@ import numpy as np
 
 from nas.data.checks import need_path
 from nas.data.config import DataConfig
-from nas.data.raw import Raw
+from nas.data.raw import Budget, Raw
 from search_spaces.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def read_imagefolder(cfg: DataConfig, resolution: int, source: str) -> Raw:
+def read_imagefolder(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:
     root = need_path(cfg, source)
     classes, files = _scan_folder(root)
     test_images = test_labels = None
@@ -38,6 +38,9 @@ def read_imagefolder(cfg: DataConfig, resolution: int, source: str) -> Raw:
         raise UserError("data.kind: imagefolder needs Pillow; install the 'images' extra "
                         "(pip install 'platform-aware-nas[images]')", source) from None
     size = (resolution, resolution)  # decode straight to the search resolution
+    budget.check((len(files) + len(test_files)) * 3 * resolution**2,
+                 f"decoding {len(files) + len(test_files):,} images at {resolution}x"
+                 f"{resolution}", str(root))
     images, labels = _decode(files, size, Image)
     if test_files:
         test_images, test_labels = _decode(test_files, size, Image)

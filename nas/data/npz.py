@@ -5,24 +5,25 @@ Arrays are loaded with `allow_pickle=False`; images must be uint8 NHWC (or NHW g
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from nas.data.checks import check_labels, need_path
 from nas.data.config import DataConfig
-from nas.data.raw import Raw
+from nas.data.raw import Budget, Raw
 from search_spaces.errors import UserError
 
 
-def read_npz(cfg: DataConfig, resolution: int, source: str) -> Raw:
+def read_npz(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:
     path = need_path(cfg, source)
-    images, labels, test_images, test_labels, classes, lab_key = _npz_arrays(path)
+    images, labels, test_images, test_labels, classes, lab_key = _npz_arrays(path, budget)
     test_where, test_key = str(path), "y_test"
     if cfg.test_path is not None:
         if test_images is not None:
             raise UserError(f"data.test_path: {path} already holds x_test/y_test", source)
-        test_images, test_labels, _, _, _, test_key = _npz_arrays(cfg.test_path)
+        test_images, test_labels, _, _, _, test_key = _npz_arrays(cfg.test_path, budget)
         test_where = str(cfg.test_path)
     if classes is None:  # classes 0..max of the training labels; test labels must fit
         classes = tuple(str(i) for i in range(int(labels.max(initial=0)) + 1))
@@ -32,17 +33,24 @@ def read_npz(cfg: DataConfig, resolution: int, source: str) -> Raw:
     return Raw(images, labels, test_images, test_labels, classes, f"npz {path.name}")
 
 
-def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                     np.ndarray | None, tuple[str, ...] | None, str]:
+def _npz_arrays(path: Path, budget: Budget
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
+                           tuple[str, ...] | None, str]:
     """Images/labels (and Keras-style x_test/y_test, class names) from one npz file."""
     if not path.is_file():
         raise UserError("file not found", str(path))
     try:
         # allow_pickle=False: an npz may not smuggle in objects.
         with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise UserError("not an npz archive (a single array or another file)",
+                                str(path))
+            budget.check(sum(_claimed_bytes(npz, k, path) for k in npz.files),
+                         "its arrays", str(path))
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise UserError(f"not a readable npz file ({err})", str(path)) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as err:
+        why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UserError(f"not a readable npz file ({why})", str(path)) from None
     if "images" in arrays:
         img_key, lab_key = "images", "labels"
     elif "x_train" in arrays:
@@ -71,14 +79,31 @@ def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
     return images, labels, test_images, test_labels, classes, lab_key
 
 
+def _claimed_bytes(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> int:
+    """What member `key` will allocate, from its header, before reading it: a header
+    that claims more than the member holds is a damaged file, not a MemoryError."""
+    names = npz.zip.namelist()
+    info = npz.zip.getinfo(f"{key}.npy" if f"{key}.npy" in names else key)
+    fmt = np.lib.format
+    with npz.zip.open(info) as fh:
+        version = fmt.read_magic(fh)  # ValueError for a member that is not an array
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed > info.file_size:
+        raise UserError(f"key '{key}': its header claims {claimed:,} bytes, the file holds "
+                        f"{info.file_size:,} (a damaged file)", str(path))
+    return claimed
+
+
 def _check_images(images: np.ndarray, where: str, key: str) -> np.ndarray:
     """NHWC uint8 with 1 or 3 channels (or NHW grey); grey becomes 3 equal channels."""
     if images.dtype != np.uint8:
         raise UserError(f"key '{key}' must be uint8, got {images.dtype}", where)
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.shape[3] not in (1, 3) or images.shape[0] == 0:
-        raise UserError(f"key '{key}' must be N x H x W x 3 (NHWC, N > 0), got shape "
+    if images.ndim != 4 or images.shape[3] not in (1, 3) or min(images.shape[:3]) == 0:
+        raise UserError(f"key '{key}' must be N x H x W x 3 (NHWC, N, H, W > 0), got shape "
                         f"{images.shape}", where)
     if images.shape[3] == 1:
         images = np.repeat(images, 3, axis=3)

@@ -1,4 +1,5 @@
-"""The reader contract: what every kind's reader takes (`Reader`) and hands on (`Raw`).
+"""The reader contract: what every kind's reader takes (`Reader`) and hands on (`Raw`),
+and the memory its images may take (`Budget`).
 
 `splits.load_data` dispatches on `data.kind` to a reader and turns its `Raw` into
 the train / validation / test sets; the readers know nothing of splitting.
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 
 from nas.data.config import DataConfig
+from search_spaces.errors import UserError
+from search_spaces.limits import MAX_DATA_GIB, gib
 
 
 @dataclass
@@ -27,5 +30,20 @@ class Raw:
     source: str
 
 
-# reader(cfg, resolution, source) -> Raw; `source` is the config file, for errors.
-Reader = Callable[[DataConfig, int, str], Raw]
+@dataclass(frozen=True)
+class Budget:
+    """The memory the images may take (`limits.max_data_gib`): each reader checks what
+    it is about to allocate, from sizes it knows before reading the pixels."""
+
+    max_gib: float = MAX_DATA_GIB
+
+    def check(self, n_bytes: int, what: str, where: str) -> None:
+        if n_bytes > self.max_gib * 2**30:
+            raise UserError(f"{what} would take {gib(n_bytes)} of memory, more than "
+                            f"limits.max_data_gib ({self.max_gib:g} GiB); use "
+                            f"data.train_subset or a smaller resolution, or raise the "
+                            f"limit", where)
+
+
+# reader(cfg, resolution, source, budget) -> Raw; `source` is the config file, for errors.
+Reader = Callable[[DataConfig, int, str, Budget], Raw]

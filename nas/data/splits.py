@@ -21,9 +21,11 @@ from nas.data.cifar10 import read_cifar10
 from nas.data.config import DataConfig
 from nas.data.imagefolder import read_imagefolder
 from nas.data.npz import read_npz
-from nas.data.raw import Reader
+from nas.data.raw import Budget, Reader
 from nas.data.synthetic import read_synthetic
+from search_spaces import limits
 from search_spaces.errors import UserError
+from search_spaces.limits import MAX_DATA_GIB
 from search_spaces.seeds import seed_for
 
 _READERS: dict[str, Reader] = {
@@ -97,14 +99,18 @@ class Splits:
                 f"{self.train.resolution}")
 
 
-def load_data(cfg: DataConfig, resolution: int, source: str) -> Splits:
-    """Read, split, subset and resize the data `cfg` describes.
+def load_data(cfg: DataConfig, resolution: int, source: str,
+              max_gib: float = MAX_DATA_GIB) -> Splits:
+    """Read, split, subset and resize the data `cfg` describes, in at most `max_gib`
+    of images (`limits.max_data_gib`, checked before each allocation).
 
     `source` is the config file, named in errors about config keys; errors about a
     data file name that file and the key inside it.
     """
-    if resolution < 1:
-        raise UserError(f"resolution must be >= 1, got {resolution}", source)
+    problem = limits.resolution(resolution)
+    if problem:
+        raise UserError(f"resolution: {problem}", source)
+    budget = Budget(max_gib)
     if cfg.kind == "synthetic":  # checked before generating anything
         for key in ("path", "test_path"):
             if getattr(cfg, key) is not None:
@@ -117,7 +123,7 @@ def load_data(cfg: DataConfig, resolution: int, source: str) -> Splits:
                         source)
     if cfg.test_path is not None and cfg.kind == "cifar10":
         raise UserError("data.test_path: cifar10 uses its own test_batch", source)
-    raw = _READERS[cfg.kind](cfg, resolution, source)
+    raw = _READERS[cfg.kind](cfg, resolution, source, budget)
     own_test = raw.test_images is not None or cfg.kind == "synthetic"
     if own_test and cfg.test_fraction is not None:
         raise UserError(f"data.test_fraction: {raw.source} brings its own test split; "
@@ -140,6 +146,12 @@ def load_data(cfg: DataConfig, resolution: int, source: str) -> Splits:
         train_idx = train_idx[:cfg.train_subset]
     if cfg.val_subset is not None:
         val_idx = val_idx[:cfg.val_subset]
+    n_test_kept = len(raw.test_labels) if raw.test_labels is not None else n_test
+    if cfg.test_subset is not None:
+        n_test_kept = min(n_test_kept, cfg.test_subset)
+    kept = len(train_idx) + len(val_idx) + n_test_kept
+    budget.check(kept * 3 * resolution**2,
+                 f"data: {kept:,} images at {resolution}x{resolution}", source)
 
     def make(images: np.ndarray | torch.Tensor, labels: np.ndarray,
              idx: torch.Tensor, augment: bool = False) -> ImageSet:

@@ -16,12 +16,16 @@ import torch
 from torch.nn import functional as F
 
 from nas.data.config import DataConfig
-from nas.data.raw import Raw
+from nas.data.raw import Budget, Raw
 from search_spaces.seeds import seed_for
 
 
-def read_synthetic(cfg: DataConfig, resolution: int, source: str) -> Raw:
+def read_synthetic(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:
     s = cfg.synthetic
+    # uint8 images plus the float32 canvas they are rendered on
+    budget.check((s.train_size + s.test_size) * 3 * s.image_size**2 * 5,
+                 f"data.synthetic: {s.train_size + s.test_size:,} images of {s.image_size}x"
+                 f"{s.image_size}", source)
     images, labels = make_synthetic(s.train_size, s.num_classes, s.image_size, s.noise,
                                     seed=s.seed, stream=0)
     test_images, test_labels = make_synthetic(s.test_size, s.num_classes, s.image_size,

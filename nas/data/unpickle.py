@@ -60,4 +60,7 @@ def restricted_unpickle(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         raise UserError(f"unsafe or invalid pickle: {err}", str(path)) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise UserError(f"invalid pickle: {err}", str(path)) from None
+        raise UserError(f"invalid pickle: {str(err)[:120]}", str(path)) from None
+    except MemoryError:  # an array header claiming more than the file holds
+        raise UserError("invalid pickle: an array larger than memory (a damaged file)",
+                        str(path)) from None

@@ -64,7 +64,7 @@ def test_override_paths_resolve_against_cwd(tmp_path, monkeypatch):
     ("search: {skeleton: {stem: 16, head_conv: 64, blocks: [{width: 8, layers: 1, strid: 2}]}}\n",
      "search.skeleton.blocks[0].strid: unknown key (did you mean 'search.skeleton.blocks[0].stride'?)"),
     ("search: {skeleton: {stem: 16, head_conv: 64, blocks: [{width: 8, layers: 0}]}}\n",
-     "search.skeleton.blocks[0].layers: must be >= 1"),
+     "search.skeleton.blocks[0].layers: must be in 1..16"),
     ("search: {skeleton: mobilenetv9}\n", "unknown preset 'mobilenetv9'"),
     ("search:\n  space: mnasnet\n   resolution: 3\n", "exp.yaml: line 3: invalid YAML"),
     ("seed: !!python/object/apply:os.system ['echo hi']\n", "invalid YAML"),

@@ -138,7 +138,7 @@ def test_npz_separate_test_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("arrays, message", [
     ({"images": np.zeros((4, 3, 8, 8), np.uint8), "labels": np.zeros(4, int)},
-     r"key 'images' must be N x H x W x 3 \(NHWC, N > 0\), got shape \(4, 3, 8, 8\)"),
+     r"key 'images' must be N x H x W x 3 \(NHWC, N, H, W > 0\), got shape \(4, 3, 8, 8\)"),
     ({"images": np.zeros((4, 8, 8, 3), np.float32), "labels": np.zeros(4, int)},
      "key 'images' must be uint8, got float32"),
     ({"images": np.zeros((4, 8, 8, 3), np.uint8), "labels": np.zeros(3, int)},

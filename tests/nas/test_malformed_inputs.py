@@ -26,6 +26,8 @@ latency: {kind: flops}
 reward: {target_ms: 2.0}
 """
 
+SYNTHETIC = ("  kind: synthetic\n  synthetic: {num_classes: 4, train_size: 200, test_size: 20, "
+             "image_size: 16}")
 TABLE = Path(__file__).resolve().parents[2] / "latency" / "examples" / "example_table.csv"
 
 
@@ -75,17 +77,13 @@ def data_row(line: str) -> int:
 def npz(images: np.ndarray, labels: np.ndarray) -> Callable[[Path], list[str]]:
     def make(tmp: Path) -> list[str]:
         np.savez(tmp / "d.npz", images=images, labels=labels)
-        return exp_with(tmp, EXP.replace("  kind: synthetic\n  synthetic: {num_classes: 4, "
-                                         "train_size: 200, test_size: 20, image_size: 16}",
-                                         f"  kind: npz\n  path: {tmp / 'd.npz'}"))
+        return exp_with(tmp, EXP.replace(SYNTHETIC, f"  kind: npz\n  path: {tmp / 'd.npz'}"))
     return make
 
 
 def empty_folder(tmp: Path) -> list[str]:
     (tmp / "images").mkdir()
-    return exp_with(tmp, EXP.replace("  kind: synthetic\n  synthetic: {num_classes: 4, "
-                                     "train_size: 200, test_size: 20, image_size: 16}",
-                                     f"  kind: imagefolder\n  path: {tmp / 'images'}"))
+    return exp_with(tmp, EXP.replace(SYNTHETIC, f"  kind: imagefolder\n  path: {tmp / 'images'}"))
 
 
 def netadapt_start(weights: bytes | None) -> Callable[[Path], list[str]]:
@@ -191,3 +189,152 @@ def test_malformed_input(name: str, tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_there_are_at_least_25_cases() -> None:
     assert len(CASES) >= 25
+
+
+def check_refused(argv: list[str], expect: str, tmp_path: Path,
+                  capsys: pytest.CaptureFixture) -> None:
+    """Exit 2, one line naming file and key, nothing created beside the inputs."""
+    before = set(tmp_path.rglob("*"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("nas: error: ") and expect in err[0], err[0]
+    assert set(tmp_path.rglob("*")) == before  # no run directory, no temp file
+
+
+def deep_json(tmp: Path) -> list[str]:
+    (tmp / "arch.json").write_text("[" * 100_000 + "]" * 100_000)
+    return ["validate", str(tmp / "arch.json")]
+
+
+def yaml_bomb(tmp: Path) -> list[str]:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
+    return exp_with(tmp, EXP + "\n".join(lines) + "\n")
+
+
+def big_text(tmp: Path) -> list[str]:
+    (tmp / "arch.json").write_bytes(b" " * (64 * 2**20 + 1))
+    return ["validate", str(tmp / "arch.json")]
+
+
+def npz_header_claims(tmp: Path) -> list[str]:
+    """An npz whose images header claims 10^12 bytes while holding a few."""
+    np.savez(tmp / "d.npz", images=np.zeros((10, 16, 16, 3), np.uint8),
+             labels=np.zeros(10, np.int64))
+    import zipfile
+    with zipfile.ZipFile(tmp / "d.npz") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["images.npy"] = members["images.npy"].replace(b"(10, 16, 16, 3)",
+                                                          b"(10000000, 16, 16, 3)")
+    with zipfile.ZipFile(tmp / "d.npz", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    return exp_with(tmp, EXP.replace(SYNTHETIC, f"  kind: npz\n  path: {tmp / 'd.npz'}"))
+
+
+SKELETON = "skeleton: {stem: 16, head_conv: 64, head_hidden: 128, blocks: [BLOCK]}"
+
+
+def skeleton_block(block: str) -> Callable[[Path], list[str]]:
+    return replace_in_exp("skeleton: mobilenetv3_small", SKELETON.replace("BLOCK", block))
+
+
+# Sizes past the limits (search_spaces/limits.py): refused before anything is allocated.
+LIMIT_CASES = {
+    "resolution": (replace_in_exp("resolution: 16", "resolution: 100000"),
+                   "exp.yaml: search.resolution: at most 1,024 pixels"),
+    "block layers": (skeleton_block("{width: 16, layers: 100000}"),
+                     "search.skeleton.blocks[0].layers: must be in 1..16"),
+    "block width": (skeleton_block("{width: 1000000000, layers: 1}"),
+                    "search.skeleton.blocks[0].width: must be in 1..6553"),
+    "space params": (skeleton_block("{width: 6000, layers: 16}"),
+                     "search.skeleton: its largest child has up to"),
+    "supernet params": (lambda tmp: exp_with(tmp, EXP.replace("executor: inline",
+                        "executor: inline, evaluator: supernet")
+                        + "limits: {max_params: 1000000}\n"),
+                        "search.skeleton: the supernet holds up to"),
+    "synthetic size": (replace_in_exp("train_size: 200", "train_size: 1000000000000"),
+                       "data.synthetic.train_size: at most 100,000,000 images"),
+    "data memory": (lambda tmp: exp_with(tmp, EXP.replace("resolution: 16", "resolution: 1024")
+                                          + "limits: {max_data_gib: 0.1}\n"),
+                    "exp.yaml: data: 220 images at 1024x1024 would take"),
+    "npz header": (npz_header_claims, "d.npz: key 'images': its header claims"),
+    "arch width": (bad_arch(lambda d: d["head"].update(conv_ch=10**9)),
+                   "arch.json: head.conv_ch: at most 8,192 channels"),
+    # a classifier of 8,192 x 100,000 weights
+    "arch params": (bad_arch(lambda d: d["head"].update(conv_ch=8192, hidden_ch=8192)
+                             or d.update(num_classes=100_000)),
+                    "more than limits.max_params"),
+    "yaml alias bomb": (yaml_bomb, "more than 1,000,000 values"),
+    "deep yaml": (lambda tmp: exp_with(tmp, "a: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+                  "exp.yaml: invalid YAML: nested deeper than 64 levels"),
+    "deep json": (deep_json, "arch.json: invalid JSON: nested deeper than 64 levels"),
+    "long integer": (add_to_exp("seed: " + "9" * 5000 + "\n"), "exp.yaml: invalid YAML: Exceeds"),
+    "huge integer": (add_to_exp("seed: 1000000000000000000000000000000\n"),
+                     "exp.yaml: seed: integer out of range"),
+    "file size": (big_text, "arch.json: 67,108,865 bytes: larger than the 64 MiB"),
+}
+
+
+@pytest.mark.parametrize("name", list(LIMIT_CASES))
+def test_sizes_past_the_limits_are_refused_before_allocating(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    monkeypatch.chdir(tmp_path)
+    make, expect = LIMIT_CASES[name]
+    argv = make(tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (16 << 30, hard))  # an allocation past it fails
+    try:
+        check_refused(argv, expect, tmp_path, capsys)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def scale_line(line: str, value: str) -> str:
+    return f"# calibration_scale: {value}" if line.startswith("# calibration_scale:") else line
+
+
+# Non-finite and out-of-range numbers, wherever they are read.
+NUMBER_CASES = {
+    "reward alpha nan": (replace_in_exp("reward: {target_ms: 2.0}",
+                                        "reward: {target_ms: 2.0, alpha: .nan}"),
+                         "exp.yaml: reward.alpha: must be a finite number, got nan"),
+    "target inf": (replace_in_exp("target_ms: 2.0", "target_ms: .inf"),
+                   "reward.target_ms: must be a finite number, got inf"),
+    "lr inf": (replace_in_exp("train: {steps: 1,", "train: {lr: .inf, steps: 1,"),
+               "train.lr: must be a finite number"),
+    "entropy nan": (add_to_exp("controller: {entropy_weight: .nan}\n"),
+                    "controller.entropy_weight: must be a finite number"),
+    "ms_per_mmac inf": (replace_in_exp("latency: {kind: flops}",
+                                       "latency: {kind: flops, ms_per_mmac: .inf}"),
+                        "latency.ms_per_mmac: must be a finite number"),
+    "negative offset": (replace_in_exp("latency: {kind: flops}",
+                                       "latency: {kind: flops, offset_ms: -100}"),
+                        "latency.offset_ms: must be >= 0"),
+    "negative seed": (add_to_exp("seed: -1\n"), "exp.yaml: seed: must be in 0..2^63-1"),
+    "--set nan": (lambda tmp: exp_with(tmp, EXP) + ["--set", "train.lr=.nan"],
+                  "train.lr: must be a finite number"),
+    "--set tag": (lambda tmp: exp_with(tmp, EXP) + ["--set", "name=!!python/name:os.system"],
+                  "--set name: invalid YAML value"),
+    "arch bn eps": (bad_arch(lambda d: d["bn"].update(eps=float("inf"))),
+                    "arch.json: bn.eps: must be a finite number, got inf"),
+    "arch se ratio": (bad_arch(lambda d: d["se"].update(ratio=float("nan"))),
+                      "arch.json: se.ratio: must be a finite number"),
+    "table scale nan": (bad_table(lambda ls: [scale_line(l, "nan") for l in ls]),
+                        "table.csv: line 17: calibration_scale: expected a finite number"),
+    "table scale negative": (bad_table(lambda ls: [scale_line(l, "-1") for l in ls]),
+                             "table.csv: line 17: calibration_scale: must be > 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(NUMBER_CASES))
+def test_non_finite_and_out_of_range_numbers_are_refused(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make, expect = NUMBER_CASES[name]
+    check_refused(make(tmp_path), expect, tmp_path, capsys)

@@ -133,7 +133,7 @@ def test_fixed_decisions_are_not_searched():
 
 @pytest.mark.parametrize("skeleton, message", [
     (Skeleton(stem=16, head_conv=64, blocks=[BlockSpec(width=16, layers=0)]),
-     "search.skeleton.blocks[0].layers: must be >= 1"),
+     "search.skeleton.blocks[0].layers: must be in 1..16"),
     (Skeleton(stem=16, head_conv=64, blocks=[BlockSpec(width=16, layers=1, fixed={"op": "fft"})]),
      "search.skeleton.blocks[0].fixed.op: 'fft' is not one of"),
     (Skeleton(stem=16, head_conv=64, blocks=[BlockSpec(width=16, layers=1, fixed={"colour": 1})]),
