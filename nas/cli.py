@@ -201,8 +201,9 @@ def _report(args: argparse.Namespace) -> None:
     from nas.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
-    latency = build_latency_model(load_config(run.config_path))
-    print(write_report(run, latency))
+    with run.writing():
+        latency = build_latency_model(load_config(run.config_path))
+        print(write_report(run, latency))
 
 
 def _dry_run(cfg: "ExperimentConfig") -> None:

@@ -17,7 +17,7 @@ from nas.search.supernet import SupernetConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
 from search_spaces import limits
-from search_spaces.checks import non_negative, positive
+from search_spaces.checks import non_negative, plain_name, positive
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.skeletons import Skeleton
@@ -155,7 +155,7 @@ class NetAdaptSection(NetAdaptConfig):
 class ExperimentConfig:
     """The whole experiment YAML."""
 
-    name: str | None = None  # default: the YAML file's stem
+    name: str | None = field(default=None, metadata={"check": plain_name})  # default: the YAML's stem
     output_dir: Path | None = None  # default: the YAML file's folder
     seed: int = field(default=0, metadata={"check": limits.seed})
     search: SearchConfig = field(default_factory=SearchConfig)

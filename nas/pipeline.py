@@ -183,7 +183,8 @@ def start(cfg: ExperimentConfig, log: Callable[[str], None] = _stderr) -> RunDir
     assert cfg.output_dir is not None and cfg.name is not None
     run = RunDir.create(cfg.output_dir, cfg.name, cfg.to_dict())
     log(f"run directory: {run.root}")
-    run_stages(prep, run, log)
+    with run.writing():
+        run_stages(prep, run, log)
     return run
 
 
@@ -193,6 +194,7 @@ def resume(run_dir: str | Path, log: Callable[[str], None] = _stderr) -> RunDir:
     if run.is_proxy_check():
         raise UserError("a proxy check, not a run of stages: continue it with "
                         "`nas proxy-check` on this folder", str(run.root))
-    cfg = load_config(run.config_path)
-    run_stages(prepare(cfg), run, log)
+    with run.writing():  # taken first: a second resume stops before it reads anything
+        cfg = load_config(run.config_path)
+        run_stages(prepare(cfg), run, log)
     return run

@@ -22,12 +22,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 
 from search_spaces.checks import positive
+
+if TYPE_CHECKING:
+    from latency.model import LatencyModel
+    from nas.config import ExperimentConfig
+    from nas.data import Splits
+    from nas.rundir import RunDir
+    from search_spaces.factorized import FactorizedSpace
 
 EVALUATORS = ("train", "supernet")
 COLUMNS = ["index", "arch_hash", "decisions", "latency_ms", "params", "macs", "evaluator",
@@ -158,15 +165,7 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
     """Run (a YAML) or continue (a run directory) a proxy check; returns its folder."""
     from nas.config import build_latency_model, build_space, load_config
     from nas.data import load_data
-    from nas.pipeline import load_or_train_supernet, Prepared
-    from nas.raytune import make_executor
     from nas.rundir import RunDir
-    from nas.search.core import trial_seed
-    from nas.search.supernet import ChildScorer
-    from nas.step import make_step
-    from netadapt.jobs import Job, JobResult
-    from search_spaces.counting import count
-    from search_spaces.files import TrialLog, write_json
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     path = Path(source)
@@ -186,6 +185,23 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
         assert cfg.output_dir is not None and cfg.name is not None
         run = RunDir.create(cfg.output_dir, f"{cfg.name}_proxy_check", cfg.to_dict())
         say(f"proxy check: {run.root}")
+    with run.writing():
+        return _check(run, cfg, splits, space, latency, say)
+
+
+def _check(run: "RunDir", cfg: "ExperimentConfig", splits: "Splits",
+           space: "FactorizedSpace", latency: "LatencyModel", say: Callable[[str], None]
+           ) -> Path:
+    """Score the proxy check's architectures in `run`, resuming what it has."""
+    from nas.pipeline import Prepared, load_or_train_supernet
+    from nas.raytune import make_executor
+    from nas.search.core import trial_seed
+    from nas.search.supernet import ChildScorer
+    from nas.step import make_step
+    from netadapt.jobs import Job, JobResult
+    from search_spaces.counting import count
+    from search_spaces.files import TrialLog, write_json
+
     picked = spread_over_latency(space, lambda a: latency.predict(a).ms, pc.archs, pc.pool,
                                  cfg.seed)
     logfile = TrialLog(run.proxy_check_csv, COLUMNS)

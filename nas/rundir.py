@@ -11,6 +11,7 @@
     final/                           arch.json + weights.pt + model.onnx + metrics.json
                                      (+ preprocessing.json, references.json)
     ray/                             Ray Tune's own records
+    .lock                            held by the one process writing the run (its pid)
     report.md  pareto.png
     proxy_check.csv / .json / .png   a `nas proxy-check` run's results instead
 
@@ -21,14 +22,18 @@ Everything else in the directory is derived and rewritten atomically.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
 from netadapt.layout import NetAdaptDir
+from search_spaces.checks import plain_name
 from search_spaces.errors import UserError
 from search_spaces.files import TrialLog, atomic_write, cell, write_csv, write_json
 from search_spaces.weights import NetFolder
@@ -37,6 +42,7 @@ __all__ = ["FinalFolder", "RunDir", "TrialLog", "atomic_write", "cell", "write_c
            "write_json"]
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -70,15 +76,26 @@ class RunDir:
 
     @classmethod
     def create(cls, output_dir: Path, name: str, config: dict[str, Any]) -> "RunDir":
-        """A new timestamped run folder with the resolved config written into it."""
+        """A new timestamped run folder with the resolved config written into it.
+
+        `name` is a plain name (`checks.plain_name`), so the run stays inside
+        `output_dir`; the folder is made atomically, so two runs started in the same
+        second get two folders (`-2`, `-3`, ...), never one."""
+        problem = plain_name(name)
+        if problem:
+            raise UserError(f"name: {problem}")
         base = output_dir / name
+        base.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        root = base / stamp
-        n = 1
-        while root.exists():  # two runs in the same second
-            n += 1
-            root = base / f"{stamp}-{n}"
-        root.mkdir(parents=True)
+        for n in range(1, 1000):
+            root = base / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                root.mkdir()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise UserError(f"cannot make a new run folder in {base}: 999 runs this second")
         atomic_write(root / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         return cls(root)
 
@@ -99,6 +116,29 @@ class RunDir:
     def is_run(path: Path) -> bool:
         """Whether `path` is a run directory (it holds a config.yaml)."""
         return (path / CONFIG_FILE).is_file()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Be the run's one writer while the block runs: an exclusive OS lock on
+        `.lock`, which names its holder's pid. A second writer is refused at once
+        (`UserError`); a killed holder's lock goes with its process."""
+        path = self.root / LOCK_FILE
+        handle = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UserError(f"another nas command (pid {holder}) is writing this run; "
+                                f"wait for it to finish or stop it", str(self.root)) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the lock
 
     # ------------------------------------------------------------ the run
 

@@ -61,6 +61,19 @@ def fraction(value: float) -> str | None:
     return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"
 
 
+def plain_name(value: str) -> str | None:
+    """A name that is one folder: a run's `name` never leaves `output_dir`."""
+    if value in ("", ".", ".."):
+        return f"{value!r} is not a folder name"
+    if "/" in value or "\\" in value:
+        return f"{show(value)}: a plain name, without path separators (output_dir says where)"
+    if any(ord(c) < 32 for c in value):
+        return f"{show(value)}: control characters are not allowed"
+    if len(value.encode()) > 200:
+        return f"at most 200 bytes, got {len(value.encode())}"
+    return None
+
+
 def one_of(options: Sequence[Any], what: str = "value") -> Check:
     """The value must be one of `options` (`unsupported kernel 4 (choose from 3, 5, 7)`)."""
     def check(value: Any) -> str | None:

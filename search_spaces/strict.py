@@ -123,7 +123,7 @@ class Loader:
             int: isinstance(value, int) and not isinstance(value, bool),
             float: isinstance(value, (int, float)) and not isinstance(value, bool),
             str: isinstance(value, str),
-            Path: isinstance(value, str) and value != "",
+            Path: isinstance(value, str) and value != "" and "\0" not in value,
         }.get(tp)
         if ok is None:
             raise TypeError(f"unsupported config type {tp!r} at {path}")

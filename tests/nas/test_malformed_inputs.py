@@ -338,3 +338,64 @@ def test_non_finite_and_out_of_range_numbers_are_refused(
     monkeypatch.chdir(tmp_path)
     make, expect = NUMBER_CASES[name]
     check_refused(make(tmp_path), expect, tmp_path, capsys)
+
+
+# The run directory stays inside output_dir, whatever the name.
+RUNDIR_CASES = {
+    "name with ..": (replace_in_exp("name: bad", "name: ../../escaped"),
+                     "exp.yaml: name: '../../escaped': a plain name"),
+    "absolute name": (lambda tmp: exp_with(tmp, EXP.replace("name: bad", f"name: {tmp}/abs")),
+                      "a plain name, without path separators"),
+    "NUL in name": (replace_in_exp("name: bad", 'name: "a\\0b"'),
+                    "name: 'a\\x00b': control characters are not allowed"),
+    "NUL in output_dir": (add_to_exp('output_dir: "out\\0put"\n'),
+                          "exp.yaml: output_dir: expected a path"),
+    "name via --set": (lambda tmp: exp_with(tmp, EXP) + ["--set", "name=../up"],
+                       "name: '../up': a plain name"),
+}
+
+
+@pytest.mark.parametrize("name", list(RUNDIR_CASES))
+def test_the_run_directory_is_confined(name: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    make, expect = RUNDIR_CASES[name]
+    check_refused(make(work), expect, tmp_path, capsys)
+
+
+def test_two_writers_on_one_run(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nas resume RUN` while another command writes RUN exits 2 naming the holder and
+    changes nothing; once the holder is gone (killed), resume works."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    assert main(exp_with(tmp_path, EXP.replace("num_trials: 2", "num_trials: 1"))) == 0
+    (run,) = [p.parent for p in (tmp_path / "bad").glob("*/config.yaml")]
+    (run / "config.yaml").write_text((run / "config.yaml").read_text()
+                                     .replace("num_trials: 1", "num_trials: 2"))
+    trials = (run / "search" / "trials.csv").read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import pathlib, time; from nas.rundir import RunDir\n"
+         f"with RunDir(pathlib.Path({str(run)!r})).writing():\n"
+         "    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main(["resume", str(run)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"nas: error: {run}: another nas command (pid {holder.pid}) is "
+                       f"writing this run; wait for it to finish or stop it"]
+        assert (run / "search" / "trials.csv").read_bytes() == trials
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert main(["resume", str(run)]) == 0
+    assert len((run / "search" / "trials.csv").read_text().splitlines()) == 3

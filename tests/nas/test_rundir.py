@@ -69,3 +69,51 @@ def test_create_writes_the_config_and_open_finds_it(tmp_path: Path) -> None:
     assert again.root != run.root
     with pytest.raises(UserError, match="not a run directory .*the latest run in it"):
         RunDir.open(tmp_path / "exp")
+
+
+def test_create_is_atomic_for_runs_started_in_the_same_second(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkdir without exist_ok: a folder made by someone else in between is skipped."""
+    import time
+
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20260101-000000")
+    (tmp_path / "exp" / "20260101-000000").mkdir(parents=True)  # another process's
+    (tmp_path / "exp" / "20260101-000000-2").mkdir()
+    run = RunDir.create(tmp_path, "exp", {})
+    assert run.root.name == "20260101-000000-3"
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/abs/olute", "a\\b", "..", "", "a\x00b"])
+def test_create_keeps_the_run_inside_output_dir(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UserError, match="^name: "):
+        RunDir.create(tmp_path / "out", name, {})
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_one_writer_per_run_and_a_killed_writer_does_not_block(tmp_path: Path) -> None:
+    """A second writer is refused naming the holder's pid; the OS drops the lock of
+    a process killed with SIGKILL, so the next writer goes ahead."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = RunDir.create(tmp_path, "exp", {})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from nas.rundir import RunDir\n"
+         f"with RunDir(__import__('pathlib').Path({str(run.root)!r})).writing():\n"
+         "    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=f"another nas command \\(pid {holder.pid}\\) is "
+                                            "writing this run"):
+            with run.writing():
+                pass
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    with run.writing():  # stale lock: released with its process
+        assert (run.root / ".lock").read_text() == str(os.getpid())
+    with run.writing():  # and released again by the block's end
+        pass
