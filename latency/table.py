@@ -27,7 +27,7 @@ import pandas as pd
 
 from latency.signature import KEY_COLUMNS, Signature, check_signature
 from search_spaces.errors import UserError, read_user_text
-from search_spaces.files import atomic_write
+from search_spaces.files import atomic_write, writing
 
 FORMAT = "nas-latency-table 1"
 VALUE_COLUMNS = ("latency_ms", "std_ms", "count")
@@ -186,7 +186,7 @@ def format_header(meta: dict[str, str], columns: Iterable[str] = COLUMNS) -> str
 
 def append_rows(path: Path, rows: Iterable[Row], columns: Iterable[str] = COLUMNS) -> None:
     columns = tuple(columns)
-    with open(path, "a", newline="") as f:
+    with writing(path), open(path, "a", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         for row in rows:
             writer.writerow(row.cells(columns))

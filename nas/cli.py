@@ -13,7 +13,7 @@ from nas.search.core import SearchFailed
 from netadapt.loop import NetAdaptFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
-from search_spaces.errors import UserError
+from search_spaces.errors import UserError, WriteError
 from search_spaces.reference import reference_names
 from search_spaces.transforms import with_input
 from search_spaces.weights import ARCH_FILE, WEIGHTS_FILE
@@ -149,17 +149,21 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from nas.stages.export import export
     from nas.resolve import resolve_net
+    from nas.stages.export import export
+    from search_spaces.weights import WEIGHTS_FILE
 
     if args.child is not None:
         _export_child(args)
         return
     if args.format is None:
         raise UserError("--format: required (json, onnx or pt2) unless --child is given")
-    arch, beside, _ = resolve_net(args.source, run_pick="final")
+    arch, beside, origin = resolve_net(args.source, run_pick="final")
     weights = Path(args.weights) if args.weights else beside
     if weights is None and args.format != "json":
+        if origin not in ("file", "reference"):  # a trained network lost its weights
+            raise UserError(f"no {WEIGHTS_FILE} beside its arch.json to export (--weights "
+                            f"names one)", str(args.source))
         print("nas export: no weights: exporting freshly initialised weights",
               file=sys.stderr)
     diff = export(arch, weights, args.format, Path(args.output))
@@ -253,13 +257,15 @@ def _results(args: argparse.Namespace) -> None:
 
     from nas.rundir import RunDir, TrialLog
     from nas.search.core import COLUMNS
+    from search_spaces.files import read_frame
 
     run = RunDir.open(args.run_dir)
     path = run.pareto_csv if args.pareto else run.trials_csv
     if not path.is_file():
         raise UserError(f"no {path.name} yet (has the search started?)", str(run.root))
-    columns = TrialLog(path, COLUMNS).read()  # strict: a damaged log is an error
-    frame = pd.read_csv(path) if columns else pd.DataFrame(columns=COLUMNS)
+    rows = TrialLog(path, COLUMNS).read()  # strict: a damaged log is an error
+    frame = read_frame(path, numeric=("accuracy", "latency_ms", "reward")) if rows \
+        else pd.DataFrame(columns=COLUMNS)
     if args.format == "csv":
         print(frame.to_csv(index=False), end="")
     elif args.format == "json":
@@ -379,6 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         stage = "search" if isinstance(err, SearchFailed) else "netadapt"
         print(f"nas: {stage} stopped: {err}", file=sys.stderr)
+        return 1
+    except WriteError as err:  # disk full, read-only: what was written is intact
+        if args.debug:
+            raise
+        print(f"nas: error: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `nas ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

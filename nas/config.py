@@ -155,7 +155,8 @@ class NetAdaptSection(NetAdaptConfig):
 class ExperimentConfig:
     """The whole experiment YAML."""
 
-    name: str | None = field(default=None, metadata={"check": plain_name})  # default: the YAML's stem
+    # default: the YAML file's stem
+    name: str | None = field(default=None, metadata={"check": plain_name})
     output_dir: Path | None = None  # default: the YAML file's folder
     seed: int = field(default=0, metadata={"check": limits.seed})
     search: SearchConfig = field(default_factory=SearchConfig)

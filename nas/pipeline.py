@@ -6,7 +6,6 @@ before the run directory is created, so a bad input leaves no half-written run.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +31,7 @@ from nas.step import make_step
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.files import read_record
 from search_spaces.supernet import SuperNet
 
 
@@ -110,7 +110,8 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
     elif not core.finished:
         run_ray(core, step, cfg.seed, cfg.ray, run.ray_dir)
     if run.best_metrics_json.is_file():
-        best = json.loads(run.best_metrics_json.read_text())
+        best = read_record(run.best_metrics_json,
+                           ("trial_id", "reward", "accuracy", "latency_ms"))
         how = " (re-ranked)" if best.get("selected_by") == "rerank" else ""
         log(f"search done: best trial {best['trial_id']}{how} reward {best['reward']:.4f} "
             f"accuracy {best['accuracy']:.3f} latency {best['latency_ms']:.2f} ms "

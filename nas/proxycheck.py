@@ -16,7 +16,6 @@ with matplotlib).
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from search_spaces.checks import positive
+from search_spaces.files import writing
 
 if TYPE_CHECKING:
     from latency.model import LatencyModel
@@ -153,9 +153,12 @@ def _plot(frame: pd.DataFrame, path: Path, epochs: float) -> bool:
         ax.set_title(f"tau {kendall_tau(both[name], both['long']):.2f}")
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with writing(path, tmp):
+            fig.savefig(tmp, dpi=110)
+            tmp.replace(path)
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -200,7 +203,7 @@ def _check(run: "RunDir", cfg: "ExperimentConfig", splits: "Splits",
     from nas.step import make_step
     from netadapt.jobs import Job, JobResult
     from search_spaces.counting import count
-    from search_spaces.files import TrialLog, write_json
+    from search_spaces.files import TrialLog, read_frame, read_record, write_json
 
     picked = spread_over_latency(space, lambda a: latency.predict(a).ms, pc.archs, pc.pool,
                                  cfg.seed)
@@ -235,7 +238,7 @@ def _check(run: "RunDir", cfg: "ExperimentConfig", splits: "Splits",
         timing = run.supernet_train_s_json
         if not had:
             write_json(timing, {"wall_s": time.perf_counter() - start})
-        supernet_s = json.loads(timing.read_text())["wall_s"] if timing.is_file() else None
+        supernet_s = read_record(timing, ("wall_s",))["wall_s"] if timing.is_file() else None
         for i, values in enumerate(picked):
             if (i, "supernet") not in done:
                 t0 = time.perf_counter()
@@ -252,7 +255,7 @@ def _check(run: "RunDir", cfg: "ExperimentConfig", splits: "Splits",
         if jobs:
             executor(jobs, lambda job, r: record(int(job.name.split("_")[1]),
                                                  job.name.split("_")[0], r))
-    frame = pd.read_csv(logfile.path)
+    frame = read_frame(logfile.path, COLUMNS, ("accuracy",))
     summary = summarise(frame, supernet_s)
     summary.update(epochs=pc.epochs, space=space.name, data=splits.summary())
     write_json(run.proxy_check_json, summary)

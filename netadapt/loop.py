@@ -7,7 +7,6 @@ again, and with deterministic jobs the history equals an uninterrupted run's.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from netadapt.jobs import Executor, Job, JobResult
 from netadapt.layout import IterationFolder, NetAdaptDir
 from netadapt.proposals import Proposal, choose, make_proposals, score
 from search_spaces.arch import Arch, load_arch
-from search_spaces.files import TrialLog, atomic_write, cell, write_csv, write_json
+from search_spaces.files import (TrialLog, atomic_write, cell, read_record, write_csv,
+                                 write_json)
 from search_spaces.seeds import seed_for
 from search_spaces.weights import read_weights, write_weights
 
@@ -80,7 +80,7 @@ class NetAdapt:
         return self._iter(k).complete()
 
     def _metrics(self, k: int) -> dict:
-        return json.loads(self._iter(k).metrics_json.read_text())
+        return read_record(self._iter(k).metrics_json)
 
     def _run_one(self, job: Job) -> JobResult:
         results: list[JobResult] = []
@@ -97,7 +97,7 @@ class NetAdapt:
         self.folder.mkdir(parents=True, exist_ok=True)
         summary = self.dir.summary_json
         # L0 as first priced: a measuring latency model would move it on resume
-        start_ms = json.loads(summary.read_text())["L0_ms"] if summary.is_file() \
+        start_ms = read_record(summary, ("L0_ms",))["L0_ms"] if summary.is_file() \
             else self.latency(arch)
         delta = self.cfg.delta_ratio * start_ms
         target = self.cfg.target(start_ms)
@@ -228,7 +228,7 @@ class NetAdapt:
         """The final network: iteration k's, fine-tuned for `long_term_epochs`."""
         final = self.dir.final
         if final.complete():
-            return json.loads(final.metrics_json.read_text())
+            return read_record(final.metrics_json)
         epochs = self.cfg.long_term_epochs  # 0: evaluate only
         if epochs:
             self.log(f"netadapt: long-term fine-tune, {epochs:g} epochs")

@@ -17,6 +17,19 @@ class UserError(Exception):
         super().__init__(f"{source}: {message}" if source else message)
 
 
+class WriteError(Exception):
+    """A file could not be written (disk full, read-only, a folder that cannot exist).
+
+    The CLI prints one line naming the file and the cause and exits with status 1.
+    Writers leave no temporary file behind and what was written before stays whole,
+    so once there is room `nas resume` continues where the run stopped.
+    """
+
+    def __init__(self, path: "Path | str", err: OSError) -> None:
+        self.path = str(path)
+        super().__init__(f"cannot write {path}: {err.strerror or err}")
+
+
 def read_user_text(path: "Path | str", what: str = "") -> str:
     """A user's text file as str; unreadable, oversized (`limits.MAX_TEXT_BYTES`) or
     non-UTF-8 files are a `UserError`.

@@ -11,21 +11,41 @@ import csv
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from search_spaces.errors import UserError
+from search_spaces.errors import UserError, WriteError, read_user_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@contextmanager
+def writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """Turn a failed write of `path` (disk full, read-only, no such folder) into one
+    `WriteError`, removing the temporary file `tmp` it was written through."""
+    try:
+        yield
+    except OSError as err:
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise WriteError(path, err) from None
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with writing(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -56,7 +76,13 @@ class TrialLog:
         if len(keep) != len(raw):
             with open(self.path, "r+b") as fh:
                 fh.truncate(len(keep))
-        reader = csv.reader(io.StringIO(keep.decode()))
+        try:
+            text = keep.decode()
+        except UnicodeDecodeError as err:
+            line = keep[: err.start].count(b"\n") + 1
+            raise UserError(f"line {line}: not UTF-8 text (a damaged log)",
+                            str(self.path)) from None
+        reader = csv.reader(io.StringIO(text))
         header = next(reader, None)
         if header is None:
             return []
@@ -84,7 +110,8 @@ class TrialLog:
         if new:
             writer.writeheader()
         writer.writerow({k: cell(row.get(k)) for k in columns})
-        with open(self.path, "a") as fh:
+        with writing(self.path), open(self.path, "a") as fh:
+            # a row torn by a full disk is cut off on the next read, like a killed one
             fh.write(buf.getvalue())
             fh.flush()
             os.fsync(fh.fileno())
@@ -112,3 +139,45 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) ->
     for row in rows:
         writer.writerow({k: cell(row.get(k)) for k in columns})
     atomic_write(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------ reading back
+
+def read_record(path: Path, keys: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON object a stage wrote (`metrics.json`, `summary.json`, ...) holding `keys`;
+    a damaged one is a `UserError` naming the file and the key."""
+    from search_spaces.strict import read_json  # strict reads Arch files: imported late
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UserError("expected a JSON object (a damaged file)", str(path))
+    for key in keys:
+        if key not in data:
+            raise UserError(f"{key}: missing (a damaged file)", str(path))
+    return data
+
+
+def read_frame(path: Path, columns: Sequence[str] = (),
+               numeric: Sequence[str] = ()) -> "pd.DataFrame":
+    """A CSV a stage wrote, as a frame with `columns`, `numeric` ones numbers; a
+    damaged one is a `UserError` naming the file (and the line and column)."""
+    import pandas as pd
+
+    text = read_user_text(path)
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        why = str(err).strip().splitlines()[-1][:120] if str(err).strip() else "empty"
+        raise UserError(f"not a readable CSV ({why})", str(path)) from None
+    for col in columns:
+        if col not in frame.columns:
+            raise UserError(f"line 1: no column '{col}' (a damaged file)", str(path))
+    for col in numeric:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() & frame[col].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise UserError(f"line {row + 2}: {col}: not a number: "
+                            f"{str(frame[col].iloc[row])[:40]!r}", str(path))
+        frame[col] = values
+    return frame

@@ -8,6 +8,7 @@ live here, below every package that reads or writes them.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,17 +59,31 @@ def read_weights(path: Path, arch: Arch | None = None) -> dict[str, torch.Tensor
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        first = (str(err).splitlines() or [type(err).__name__])[0][:120]
-        raise UserError(f"not a readable weights file ({first})", str(path)) from None
+        raise UserError(f"not a readable weights file ({_why(err)})", str(path)) from None
     if not isinstance(state, dict):
         raise UserError(f"expected a state dict, found {type(state).__name__}", str(path))
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise UserError(f"entry {key!r} is not a named tensor (not a state dict)",
                             str(path))
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise UserError(f"entry {key!r} holds NaN or infinite values", str(path))
     if arch is not None:
         check_state(arch, state, str(path))
     return state
+
+
+def _why(err: Exception) -> str:
+    """One line for an unreadable file: the global a refused pickle names, else the
+    first line of torch's message."""
+    text = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"refused the global {refused.group(1)}: a weights file holds tensors only"
+    refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    if refused:
+        return f"refused by the weights-only reader: {refused.group(1)[:80]}"
+    return (text.strip().splitlines() or [type(err).__name__])[0][:120]
 
 
 def write_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:

@@ -87,8 +87,13 @@ class SearchCore:
             try:
                 n_asked, tid = int(row["asked"]), int(row["trial_id"])
                 logged = json.loads(row["decisions"])
+                if row["status"] in ("ok", "cached"):
+                    for key in ("reward", "accuracy", "latency_ms"):
+                        if not math.isfinite(float(row[key])):
+                            raise ValueError(key)
             except ValueError:
-                raise UserError(f"line {line}: unreadable trial_id, asked or decisions",
+                raise UserError(f"line {line}: unreadable trial_id, asked, decisions, reward, "
+                                f"accuracy or latency_ms (a damaged log)",
                                 str(self.trials.path)) from None
             while self.asks < n_asked:
                 asked[self.asks] = self.strategy.ask()
@@ -98,6 +103,8 @@ class SearchCore:
                 raise UserError(f"trial {tid} does not replay (was the run's config.yaml "
                                 f"or seed changed?)", str(self.trials.path))
             self._record(row, choices)
+            if not self.run.arch_json(row["arch_hash"]).is_file():  # derivable: re-made
+                self._write_arch(self.space.decode_indices(choices))
         self.requeue = sorted(asked.items())
         return len(self.rows)
 

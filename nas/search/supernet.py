@@ -35,7 +35,7 @@ from netadapt.jobs import Executor, Job, JobResult, Step
 from search_spaces.checks import non_negative, positive
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.files import TrialLog, atomic_save
+from search_spaces.files import TrialLog, atomic_save, read_record
 from search_spaces.seeds import seed_for
 from search_spaces.supernet import SuperNet
 from search_spaces.threads import torch_threads
@@ -264,7 +264,7 @@ def child_values(spec: str | list | dict, space: FactorizedSpace, run: RunDir
             path = run.best_metrics_json
             if not path.is_file():
                 raise UserError(f"{path} does not exist (has the search run?)")
-            return space.values_from_indices(json.loads(path.read_text())["decisions"])
+            return space.values_from_indices(read_record(path, ("decisions",))["decisions"])
         if text.isdigit():
             rows = [r for r in TrialLog(run.trials_csv, COLUMNS).read()
                     if r["trial_id"] == text]

@@ -20,7 +20,7 @@ from torch import nn
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
-from search_spaces.files import atomic_write
+from search_spaces.files import atomic_write, writing
 from search_spaces.weights import read_weights
 
 FORMATS = ("json", "onnx", "pt2")
@@ -82,14 +82,14 @@ def export_onnx(model: nn.Module, arch: Arch, path: Path) -> float:
         raise UserError("ONNX export needs the onnx extra: pip install "
                         "'platform-aware-nas[onnx]'") from None
     x = _example(arch)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     batch = torch.export.Dim("batch", min=1, max=1024)
-    with _quiet():
+    with writing(path, tmp), _quiet():
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.onnx.export(model, (x,), str(tmp), input_names=["image"],
                           output_names=["logits"], dynamic_shapes={"x": {0: batch}},
                           dynamo=True, external_data=False, verbose=False)
-    tmp.replace(path)
+        tmp.replace(path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x2 = torch.cat([x, -x])  # a batch of two checks the dynamic batch axis too
     got = session.run(None, {"image": x2.numpy()})[0]
@@ -104,10 +104,11 @@ def export_pt2(model: nn.Module, arch: Arch, path: Path) -> float:
     x = _example(arch)
     with _quiet():
         program = torch.export.export(model, (x,))
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")  # torch wants the .pt2 suffix
-    torch.export.save(program, str(tmp))
-    tmp.replace(path)
+    with writing(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.export.save(program, str(tmp))
+        tmp.replace(path)
     loaded = torch.export.load(str(path)).module()
     with torch.inference_mode():
         return float((loaded(x) - model(x)).abs().max())
@@ -120,7 +121,7 @@ def export(arch: Arch, weights: Path | None, fmt: str, path: Path) -> float | No
         return None
     model = load_model(arch, weights)
     diff = export_onnx(model, arch, path) if fmt == "onnx" else export_pt2(model, arch, path)
-    if diff > TOLERANCE:
+    if not diff <= TOLERANCE:  # NaN-aware: a NaN difference fails too
         raise RuntimeError(f"{path}: the exported model differs from torch by {diff:.2e} "
                            f"(> {TOLERANCE})")
     return diff

@@ -8,7 +8,6 @@ ran, else the search's `best.json`. MobileNetV3 trains its final model from scra
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,12 +22,12 @@ from nas.data import Splits
 from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
 from nas.stages.export import Preprocessing, export
-from nas.stages.report import REFERENCES
+from nas.stages.report import FINAL_METRICS, REFERENCES
 from nas.train import TrainConfig, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
 from search_spaces.counting import count
 from search_spaces.errors import UserError
-from search_spaces.files import atomic_write
+from search_spaces.files import atomic_write, read_record
 from search_spaces.reference import load_reference
 from search_spaces.threads import torch_threads
 from search_spaces.transforms import with_input
@@ -57,7 +56,7 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     metrics_path = folder.metrics_json
     if folder.complete():
         log(f"final_train: already done ({metrics_path})")
-        return json.loads(metrics_path.read_text())
+        return read_record(metrics_path, FINAL_METRICS)
     arch, weights, source = final_source(run)
     if final.init == "netadapt" and weights is None:
         raise UserError("final.init: netadapt needs NetAdapt's weights (netadapt/final), "

@@ -6,7 +6,6 @@ Written after every stage from the files alone, so it is always current and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +17,7 @@ from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
-from search_spaces.files import atomic_write
+from search_spaces.files import atomic_write, read_frame, read_record, writing
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
 
@@ -40,8 +39,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+# What final/metrics.json holds (the final stage writes it, the report reads it).
+FINAL_METRICS = ("test_top1", "val_top1", "latency_ms", "latency_source", "params", "macs",
+                 "source", "init", "steps", "epochs", "train_wall_s", "wall_s", "test_images")
+TRIALS = ("trial_id", "status", "accuracy", "latency_ms", "reward", "params", "macs",
+          "arch_hash")
+HISTORY = ("iteration", "proposal", "layers", "width_before", "width_after", "latency_ms",
+           "accuracy", "metric", "chosen")
+
+
+def _read_json(path: Path, keys: tuple[str, ...] = ()) -> dict | None:
+    return read_record(path, keys) if path.is_file() else None
 
 
 def reference_rows(arch: Arch, latency: LatencyModel | None,
@@ -86,7 +94,8 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     out += ["## Experiment", "", _table(pd.DataFrame(facts, columns=["", "setting"])), ""]
 
     trials = run.trials_csv
-    frame = pd.read_csv(trials) if trials.is_file() else None
+    frame = read_frame(trials, TRIALS, ("accuracy", "latency_ms", "reward")) \
+        if trials.is_file() else None
     if frame is not None and len(frame):
         ok = frame[frame["status"].isin(["ok", "cached"])]
         out += ["## Search", "",
@@ -100,7 +109,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
 
     history = run.netadapt.history_csv
     if history.is_file():
-        hist = pd.read_csv(history)
+        hist = read_frame(history, HISTORY, ("latency_ms", "accuracy", "chosen"))
         summary = _read_json(run.netadapt.summary_json) or {}
         chosen = hist[hist["chosen"] == 1]
         out += ["## NetAdapt", "",
@@ -111,7 +120,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                 _table(chosen[["iteration", "proposal", "layers", "width_before", "width_after",
                                "latency_ms", "accuracy", "metric"]]), ""]
 
-    metrics = _read_json(run.final.metrics_json)
+    metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
     if metrics is not None:
         arch = run_net(run, "final").arch
         out += ["## Final network", "",
@@ -147,7 +156,8 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
 def _rerank_section(run: RunDir) -> list[str]:
     """Both rankings of the supernet search's top children: by the supernet's reward
     and by the reward of their stand-alone proxy training, which picked the result."""
-    rr = pd.read_csv(run.rerank_csv)
+    rr = read_frame(run.rerank_csv, ("trial_id", "supernet_reward", "reward"),
+                    ("supernet_reward", "reward"))
     best = _read_json(run.best_metrics_json) or {}
     rr["chosen"] = ["yes" if t == best.get("trial_id") and best.get("selected_by") == "rerank"
                     else "" for t in rr["trial_id"]]
@@ -177,10 +187,11 @@ def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
         ax.scatter(ok["latency_ms"], ok["accuracy"], s=12, alpha=0.5, label="search children")
         pareto = run.pareto_csv
         if pareto.is_file():
-            front = pd.read_csv(pareto).sort_values("latency_ms")
+            front = read_frame(pareto, ("latency_ms", "accuracy"),
+                               ("latency_ms", "accuracy")).sort_values("latency_ms")
             ax.plot(front["latency_ms"], front["accuracy"], "k-", lw=1, label="Pareto front")
     if history.is_file():
-        hist = pd.read_csv(history)
+        hist = read_frame(history, HISTORY, ("latency_ms", "accuracy", "chosen"))
         path = hist[hist["chosen"] == 1]
         ax.plot(path["latency_ms"], path["accuracy"], "o-", color="tab:red", ms=4,
                 label="NetAdapt path")
@@ -190,7 +201,10 @@ def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
     fig.tight_layout()
     png = run.pareto_png
     tmp = png.with_name(f".{png.stem}.tmp{png.suffix}")  # savefig wants the suffix
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(png)
+    try:
+        with writing(png, tmp):
+            fig.savefig(tmp, dpi=120)
+            tmp.replace(png)
+    finally:
+        plt.close(fig)
     return True
