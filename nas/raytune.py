@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from nas.search.core import SearchCore, SearchFeed
 from netadapt.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult, Step,
                            inline_executor, run_guarded)
 from search_spaces.checks import positive
+from search_spaces.files import atomic_write
 
 
 @dataclass
@@ -111,13 +113,8 @@ def _trainable(config: dict, step: Step) -> None:
 def run_tune(feed: JobFeed, step: Step, cfg: RayConfig, storage: Path, name: str) -> None:
     """Every job of `feed` as a Ray Tune trial (experiment `name` under `storage`), as
     many side by side as the cluster's CPUs (or `ray.max_concurrent_trials`) allow."""
-    import ray
-
     tune, _ = _import_tune()
-    _init_ray(cfg)
-    total_cpus = ray.cluster_resources().get("CPU", 1)
-    concurrent = cfg.max_concurrent_trials or max(1, int(total_cpus // cfg.cpus_per_trial))
-
+    concurrent = _concurrency(cfg, storage)
     searcher = make_searcher(feed)
     # with_parameters ships the step (and the data it holds) through the object store
     # once, instead of pickling it into every trial.
@@ -133,22 +130,77 @@ def run_tune(feed: JobFeed, step: Step, cfg: RayConfig, storage: Path, name: str
         raise searcher.error
 
 
-def _init_ray(cfg: RayConfig) -> None:
+def _concurrency(cfg: RayConfig, storage: Path) -> int:
+    """Trials side by side: `ray.max_concurrent_trials`, or as many as the CPUs hold."""
+    import ray
+
+    _init_ray(cfg, storage)
+    total_cpus = ray.cluster_resources().get("CPU", 1)
+    return cfg.max_concurrent_trials or max(1, int(total_cpus // cfg.cpus_per_trial))
+
+
+DRIVER_FILE = "driver.json"  # in the run's ray/: the local Ray this run started
+
+
+def _init_ray(cfg: RayConfig, storage: Path) -> None:
+    """Join `ray.address`, or start a local Ray for this run and note it in
+    `storage/driver.json`, after stopping what a killed driver of the run left."""
     import ray
 
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
                               "log_to_driver": False}
-    if cfg.address:
+    if cfg.address:  # a cluster's processes are not ours to stop
         ray.init(address=cfg.address, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
+        return
+    reap_orphans(storage)
+    ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
+    try:
+        from ray._private import worker  # the session folder has no public accessor
+
+        session = worker.global_worker.node.get_session_dir_path()
+    except Exception:  # pragma: no cover - another Ray version: nothing to clean up later
+        return
+    storage.mkdir(parents=True, exist_ok=True)
+    atomic_write(storage / DRIVER_FILE, json.dumps({"pid": os.getpid(), "session": session}))
+
+
+def reap_orphans(storage: Path) -> list[int]:
+    """Stop the processes of the local Ray that a killed driver of this run started
+    (a `kill -9`'d driver leaves Ray's agents behind): those with a file open in its
+    session folder, while that driver is gone. Linux only (/proc); returns their pids."""
+    record = storage / DRIVER_FILE
+    proc = Path("/proc")
+    try:
+        info = json.loads(record.read_text())
+        pid, session = int(info["pid"]), str(info["session"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if pid == os.getpid() or (proc / str(pid)).exists() or not proc.is_dir():
+        return []  # its driver still runs (or this is it): not orphans
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(session + os.sep)
+                   for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to look at
+            continue
+    for orphan in found:
+        try:
+            os.kill(orphan, signal.SIGKILL)
+        except OSError:
+            pass
+    record.unlink(missing_ok=True)
+    return found
 
 
 def run_ray(core: SearchCore, step: Step, seed: int, cfg: RayConfig, storage: Path) -> None:
-    """The search's remaining children as Ray Tune trials."""
-    run_tune(SearchFeed(core, seed), step, cfg, storage, "tune")
+    """The search's remaining children as Ray Tune trials, told in trial-id order."""
+    run_tune(SearchFeed(core, seed, _concurrency(cfg, storage)), step, cfg, storage, "tune")
 
 
 def ray_executor(step: Step, cfg: RayConfig, storage: Path, stage: str = "netadapt"

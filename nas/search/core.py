@@ -258,32 +258,55 @@ def trial_seed(seed: int, trial_id: int) -> int:
 class SearchFeed:
     """The search as a `JobFeed`: each child the strategy proposes becomes a job.
 
-    A child whose architecture was trained before is scored from its earlier row
-    here, without a job. Children train for the trainer's own budget (`train:`).
+    Up to `window` children are out at once (the executor's concurrency). Results are
+    told to the strategy in trial-id order, however the jobs finish, and the next
+    child is asked right after each tell, so what is asked depends on the seed and
+    the window only: a resumed Ray search takes the path an uninterrupted one takes.
+    A child whose architecture was trained before is scored from its earlier row,
+    without a job. Children train for the trainer's own budget (`train:`).
     """
 
-    def __init__(self, core: SearchCore, seed: int) -> None:
+    def __init__(self, core: SearchCore, seed: int, window: int = 1) -> None:
         self.core = core
         self.seed = seed
+        self.window = max(1, window)
         self.live: dict[str, Trial] = {}
+        self.ready: list[Trial] = []  # asked, to be handed out
+        self.untold: list[Trial] = []  # asked and not yet told, in ask order
+        self.results: dict[int, JobResult] = {}  # finished, waiting for their turn
+
+    def _fill(self) -> None:
+        while len(self.untold) < self.window and self.core.wants_more():
+            trial = self.core.next_trial()
+            self.untold.append(trial)
+            if trial.cached is not None:
+                self.results[trial.trial_id] = JobResult(None)
+            else:
+                self.ready.append(trial)
+
+    def _tell(self) -> None:
+        while self.untold and self.untold[0].trial_id in self.results:
+            trial = self.untold.pop(0)
+            self.core.finish(trial, self.results.pop(trial.trial_id))
+            self._fill()  # the next ask sees exactly the children told so far
 
     def next_job(self) -> Job | None:
-        while self.core.wants_more():
-            trial = self.core.next_trial()
-            if trial.cached is not None:
-                self.core.finish(trial, JobResult(None))
-                continue
-            job = Job(f"trial_{trial.trial_id}", trial.arch,
-                      trial_seed(self.seed, trial.trial_id), choices=tuple(trial.choices))
-            self.live[job.name] = trial
-            return job
-        return None
+        self._fill()
+        self._tell()  # cached children at the head
+        if not self.ready:
+            return None
+        trial = self.ready.pop(0)
+        job = Job(f"trial_{trial.trial_id}", trial.arch,
+                  trial_seed(self.seed, trial.trial_id), choices=tuple(trial.choices))
+        self.live[job.name] = trial
+        return job
 
     def exhausted(self) -> bool:
         return self.core.finished
 
     def record(self, job: Job, result: JobResult) -> None:
-        self.core.finish(self.live.pop(job.name), result)
+        self.results[self.live.pop(job.name).trial_id] = result
+        self._tell()
 
 
 def run_inline(core: SearchCore, step: Step, seed: int) -> None:

@@ -160,17 +160,42 @@ def test_too_many_failures_stop_with_one_line(tmp_path):
     assert len(pd.read_csv(only_run(tmp_path) / "search" / "trials.csv")) == 1
 
 
+def session_processes(session: str) -> list[int]:
+    """Live processes with a file open in a Ray session folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and any(os.readlink(fd).startswith(session + "/")
+                                            for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.slow
-def test_kill_9_then_resume_on_ray_loses_and_repeats_nothing(tmp_path):
+def test_kill_9_then_resume_on_ray_equals_an_uninterrupted_run(tmp_path):
+    """Two trials side by side (their results arrive in any order): the resumed run
+    asks and tells what the uninterrupted one does, and the killed driver's Ray
+    processes are gone once the resume has finished."""
     trials = 6
-    proc = subprocess.Popen([NAS, "search", str(write_exp(tmp_path, trials=trials,
-                                                          executor="ray"))],
+    whole_dir, killed_dir = tmp_path / "whole", tmp_path / "killed"
+    whole_dir.mkdir()
+    killed_dir.mkdir()
+    subprocess.run([NAS, "search", str(write_exp(whole_dir, trials, "ray"))],
+                   check=True, capture_output=True, env=env(), timeout=600)
+    proc = subprocess.Popen([NAS, "search", str(write_exp(killed_dir, trials, "ray"))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
-    log = kill_once_logged(proc, tmp_path / "tiny", "*/search/trials.csv", 3)
+    log = kill_once_logged(proc, killed_dir / "tiny", "*/search/trials.csv", 3)
     before = pd.read_csv(log)
+    session = json.loads((log.parent.parent / "ray" / "driver.json").read_text())["session"]
     out = subprocess.run([NAS, "resume", str(log.parent.parent)], capture_output=True,
                          text=True, env=env(), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     after = pd.read_csv(log)
     assert sorted(after["trial_id"]) == list(range(trials))  # none lost, none twice
     assert after.head(len(before)).equals(before)  # finished trials kept as they were
+    keys = ["trial_id", "asked", "decisions", "arch_hash", "accuracy", "reward", "status"]
+    whole = pd.read_csv(only_run(whole_dir) / "search" / "trials.csv")
+    assert after[keys].equals(whole[keys])
+    assert session_processes(session) == []
