@@ -7,6 +7,7 @@ before the run directory is created, so a bad input leaves no half-written run.
 from __future__ import annotations
 
 import os
+import random
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -65,6 +66,10 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
                        cfg.limits.max_data_gib)
     space = build_space(cfg, num_classes=splits.num_classes)
     latency = build_latency_model(cfg)
+    if "search" in cfg.stages and cfg.latency.kind == "table":
+        # a table for another input size or gate fails on any child: say so before the
+        # run directory exists (a measurement would cost a second: not done here)
+        latency.predict(space.decode(space.sample(random.Random(cfg.seed))))
     reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None
     prep = Prepared(cfg, splits, space, latency, reward)
     if "netadapt" in cfg.stages:

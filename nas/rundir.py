@@ -10,7 +10,7 @@
     netadapt/                        NetAdapt's folder (`netadapt.layout`)
     final/                           arch.json + weights.pt + model.onnx + metrics.json
                                      (+ preprocessing.json, references.json)
-    ray/                             Ray Tune's own records
+    ray/                             Ray Tune's own records (+ driver.json: our local Ray)
     .lock                            held by the one process writing the run (its pid)
     report.md  pareto.png
     proxy_check.csv / .json / .png   a `nas proxy-check` run's results instead

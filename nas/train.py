@@ -28,6 +28,7 @@ from search_spaces.errors import UserError
 from search_spaces.files import atomic_save
 from search_spaces.seeds import seed_for
 from search_spaces.threads import torch_threads
+from search_spaces.weights import load_torch, why
 
 _log = logging.getLogger(__name__)
 
@@ -264,14 +265,15 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
 def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
              aug_g: torch.Generator, total: int) -> tuple[int, list[float]]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path, "training checkpoint")
         if state["total"] != total:
             raise ValueError(f"it is for {state['total']} steps, this training has {total}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
     except Exception as err:  # damaged, or from other settings: the run cannot use it
-        raise UserError(f"cannot resume training from this checkpoint ({err}); delete it "
-                        "to start the training again", str(path)) from None
+        text = err.message if isinstance(err, UserError) else \
+            f"cannot resume training from this checkpoint ({why(err)})"
+        raise UserError(f"{text}; delete it to start the training again", str(path)) from None
     aug_g.set_state(state["augment_rng"])
     torch.set_rng_state(state["global_rng"])
     return int(state["step"]), list(state["loss_window"])

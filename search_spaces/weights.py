@@ -12,7 +12,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -52,14 +52,7 @@ class NetFolder:
 def read_weights(path: Path, arch: Arch | None = None) -> dict[str, torch.Tensor]:
     """The state dict in `path` (`weights_only`, on the CPU); checked against `arch`
     when given. A missing, damaged or foreign file is a `UserError` naming it."""
-    if not path.is_file():
-        raise UserError("does not exist", str(path))
-    try:
-        with warnings.catch_warnings():  # a damaged file: one error, not torch's chatter
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"not a readable weights file ({_why(err)})", str(path)) from None
+    state = load_torch(path)
     if not isinstance(state, dict):
         raise UserError(f"expected a state dict, found {type(state).__name__}", str(path))
     for key, value in state.items():
@@ -73,9 +66,22 @@ def read_weights(path: Path, arch: Arch | None = None) -> dict[str, torch.Tensor
     return state
 
 
-def _why(err: Exception) -> str:
-    """One line for an unreadable file: the global a refused pickle names, else the
-    first line of torch's message."""
+def load_torch(path: Path, what: str = "weights file") -> Any:
+    """`torch.load` of a file of tensors (`weights_only`, on the CPU, torch's warnings
+    silenced); missing, damaged or asking for a global, it is one `UserError` line."""
+    if not path.is_file():
+        raise UserError("does not exist", str(path))
+    try:
+        with warnings.catch_warnings():  # a damaged file: one error, not torch's chatter
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(f"not a readable {what} ({why(err)})", str(path)) from None
+
+
+def why(err: Exception) -> str:
+    """One line for an error from a file reader: the global a refused pickle names,
+    else the first line of the message."""
     text = str(err)
     refused = re.search(r"GLOBAL ([\w.]+)", text)
     if refused:

@@ -39,6 +39,7 @@ from search_spaces.files import TrialLog, atomic_save, read_record
 from search_spaces.seeds import seed_for
 from search_spaces.supernet import SuperNet
 from search_spaces.threads import torch_threads
+from search_spaces.weights import load_torch, why
 
 if TYPE_CHECKING:
     from nas.config import ExperimentConfig
@@ -124,12 +125,11 @@ def load_supernet(space: FactorizedSpace, path: Path, seed: int) -> SuperNet:
     `space` or is damaged)."""
     supernet = SuperNet(space, seed)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        supernet.load_state_dict(state)
+        supernet.load_state_dict(load_torch(path, "supernet"))
     except Exception as err:
-        line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"not a supernet of this run's space ({line[:200]}); delete it to "
-                        "train the supernet again", str(path)) from None
+        text = err.message if isinstance(err, UserError) else \
+            f"not a supernet of this run's space ({why(err)})"
+        raise UserError(f"{text}; delete it to train the supernet again", str(path)) from None
     return supernet
 
 

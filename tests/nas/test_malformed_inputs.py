@@ -399,3 +399,13 @@ def test_two_writers_on_one_run(tmp_path: Path, capsys: pytest.CaptureFixture,
         holder.wait()
     assert main(["resume", str(run)]) == 0
     assert len((run / "search" / "trials.csv").read_text().splitlines()) == 3
+
+
+def test_a_table_for_another_input_size_fails_before_the_run_exists(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example table covers 32x32 inputs; the experiment searches at 16x16."""
+    monkeypatch.chdir(tmp_path)
+    argv = exp_with(tmp_path, EXP.replace("latency: {kind: flops}",
+                                          f"latency: {{kind: table, path: {TABLE}}}"))
+    check_refused(argv, "example_table.csv: the table covers 32x32 inputs, the network is "
+                        "16x16", tmp_path, capsys)
