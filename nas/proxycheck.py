@@ -183,7 +183,6 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
                        cfg.limits.max_data_gib)
     space = build_space(cfg, splits.num_classes)
     latency = build_latency_model(cfg)
-    pc = cfg.proxy_check
     if run is None:
         assert cfg.output_dir is not None and cfg.name is not None
         run = RunDir.create(cfg.output_dir, f"{cfg.name}_proxy_check", cfg.to_dict())
@@ -205,6 +204,7 @@ def _check(run: "RunDir", cfg: "ExperimentConfig", splits: "Splits",
     from search_spaces.counting import count
     from search_spaces.files import TrialLog, read_frame, read_record, write_json
 
+    pc = cfg.proxy_check
     picked = spread_over_latency(space, lambda a: latency.predict(a).ms, pc.archs, pc.pool,
                                  cfg.seed)
     logfile = TrialLog(run.proxy_check_csv, COLUMNS)

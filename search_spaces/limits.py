@@ -1,6 +1,6 @@
 """Ceilings on what a user's file may ask for, checked before anything is allocated.
 
-Generous for real use (README "Limits"): a request past one is a mistake or an attack,
+Generous for real use (README, "Errors, limits and damaged files"): a request past one is a mistake or an attack,
 and is refused as one `UserError` line naming the file and key instead of a run that
 allocates terabytes or hangs. `limits.max_params` and `limits.max_data_gib` can be
 raised per experiment; the others are fixed.
@@ -9,7 +9,7 @@ raised per experiment; the others are fixed.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 MAX_TEXT_BYTES = 64 << 20  # one YAML, JSON or CSV file a user hands in
 MAX_DEPTH = 64  # nesting of lists and mappings in one document
@@ -57,7 +57,8 @@ def document_problem(data: Any, path: str = "") -> str | None:
     return None
 
 
-def at_most(limit: int | float, what: str = ""):
+def at_most(limit: int | float, what: str = "") -> Callable[[float], str | None]:
+    """A check that a number is at most `limit` (`what` names its unit)."""
     def check(value: float) -> str | None:
         if value > limit:
             return f"at most {limit:,}{' ' + what if what else ''}, got {value:,}"

@@ -81,6 +81,20 @@ def npz(images: np.ndarray, labels: np.ndarray) -> Callable[[Path], list[str]]:
     return make
 
 
+def npz_bytes(edit: Callable[[bytes], bytes], extra: tuple[str, bytes] | None = None
+              ) -> Callable[[Path], list[str]]:
+    """A valid npz file's bytes, edited (emptied, truncated), or with a member added."""
+    def make(tmp: Path) -> list[str]:
+        argv = npz(np.zeros((10, 16, 16, 3), np.uint8), np.zeros(10, np.int64))(tmp)
+        if extra is not None:
+            import zipfile
+            with zipfile.ZipFile(tmp / "d.npz", "a") as z:
+                z.writestr(*extra)
+        (tmp / "d.npz").write_bytes(edit((tmp / "d.npz").read_bytes()))
+        return argv
+    return make
+
+
 def empty_folder(tmp: Path) -> list[str]:
     (tmp / "images").mkdir()
     return exp_with(tmp, EXP.replace(SYNTHETIC, f"  kind: imagefolder\n  path: {tmp / 'images'}"))
@@ -162,6 +176,13 @@ CASES = {
                                     np.full(10, -1, np.int64)), "d.npz: "),
     "npz label count": (npz(np.zeros((10, 16, 16, 3), np.uint8), np.zeros(7, np.int64)),
                         "d.npz: "),
+    "npz of 0 x 0 images": (npz(np.zeros((10, 0, 0, 3), np.uint8), np.zeros(10, np.int64)),
+                            "d.npz: key 'images' must be N x H x W x 3"),
+    "npz of 0 bytes": (npz_bytes(lambda raw: b""), "d.npz: not a readable npz file"),
+    "npz truncated": (npz_bytes(lambda raw: raw[: len(raw) // 2]),
+                      "d.npz: not a readable npz file"),
+    "npz member not an array": (npz_bytes(lambda raw: raw, extra=("notes.npy", b"hello")),
+                                "d.npz: not a readable npz file"),
     "empty image folder": (empty_folder, "images"),
     # checkpoints
     "corrupted weights": (netadapt_start(b"PK\x03\x04 not really a zip"),
