@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from search_spaces.checks import positive
-from search_spaces.files import writing
+from search_spaces.files import save_figure
 
 if TYPE_CHECKING:
     from latency.model import LatencyModel
@@ -152,13 +152,7 @@ def _plot(frame: pd.DataFrame, path: Path, epochs: float) -> bool:
         ax.set_ylabel(f"{epochs:g}-epoch stand-alone: validation top-1")
         ax.set_title(f"tau {kendall_tau(both[name], both['long']):.2f}")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        with writing(path, tmp):
-            fig.savefig(tmp, dpi=110)
-            tmp.replace(path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return True
 
 

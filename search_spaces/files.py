@@ -36,6 +36,19 @@ def writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
         raise WriteError(path, err) from None
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure as `path` (PNG), atomically, and closed."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # savefig wants the suffix
+    try:
+        with writing(path, tmp):
+            fig.savefig(tmp, dpi=dpi)
+            tmp.replace(path)
+    finally:
+        plt.close(fig)
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -80,3 +82,22 @@ def _log_lines(folder: Path, pattern: str) -> tuple[Path | None, int]:
     if not files:
         return None, 0
     return files[0], files[0].read_text().count("\n")
+
+
+@contextmanager
+def run_lock_held_elsewhere(run: Path) -> Iterator[int]:
+    """Another process holding `run`'s writer lock for the block; yields its pid and
+    kills it (SIGKILL) at the end, as a crash would."""
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import pathlib, time; from nas.rundir import RunDir\n"
+         f"with RunDir(pathlib.Path({str(run)!r})).writing():\n"
+         "    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -17,7 +17,7 @@ from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
-from search_spaces.files import atomic_write, read_frame, read_record, writing
+from search_spaces.files import atomic_write, read_frame, read_record, save_figure
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
 
@@ -199,12 +199,5 @@ def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
     ax.set_ylabel("validation top-1")
     ax.legend()
     fig.tight_layout()
-    png = run.pareto_png
-    tmp = png.with_name(f".{png.stem}.tmp{png.suffix}")  # savefig wants the suffix
-    try:
-        with writing(png, tmp):
-            fig.savefig(tmp, dpi=120)
-            tmp.replace(png)
-    finally:
-        plt.close(fig)
+    save_figure(fig, run.pareto_png)
     return True

@@ -392,9 +392,7 @@ def test_two_writers_on_one_run(tmp_path: Path, capsys: pytest.CaptureFixture,
     """`nas resume RUN` while another command writes RUN exits 2 naming the holder and
     changes nothing; once the holder is gone (killed), resume works."""
     import os
-    import signal
-    import subprocess
-    import sys
+    from helpers import run_lock_held_elsewhere
 
     monkeypatch.chdir(tmp_path)
     assert main(exp_with(tmp_path, EXP.replace("num_trials: 2", "num_trials: 1"))) == 0
@@ -402,22 +400,13 @@ def test_two_writers_on_one_run(tmp_path: Path, capsys: pytest.CaptureFixture,
     (run / "config.yaml").write_text((run / "config.yaml").read_text()
                                      .replace("num_trials: 1", "num_trials: 2"))
     trials = (run / "search" / "trials.csv").read_bytes()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import pathlib, time; from nas.rundir import RunDir\n"
-         f"with RunDir(pathlib.Path({str(run)!r})).writing():\n"
-         "    print('held', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with run_lock_held_elsewhere(run) as pid:
         capsys.readouterr()
         assert main(["resume", str(run)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert err == [f"nas: error: {run}: another nas command (pid {holder.pid}) is "
-                       f"writing this run; wait for it to finish or stop it"]
+        assert err == [f"nas: error: {run}: another nas command (pid {pid}) is writing "
+                       f"this run; wait for it to finish or stop it"]
         assert (run / "search" / "trials.csv").read_bytes() == trials
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait()
     assert main(["resume", str(run)]) == 0
     assert len((run / "search" / "trials.csv").read_text().splitlines()) == 3
 

@@ -94,25 +94,15 @@ def test_one_writer_per_run_and_a_killed_writer_does_not_block(tmp_path: Path) -
     """A second writer is refused naming the holder's pid; the OS drops the lock of
     a process killed with SIGKILL, so the next writer goes ahead."""
     import os
-    import signal
-    import subprocess
-    import sys
+
+    from helpers import run_lock_held_elsewhere
 
     run = RunDir.create(tmp_path, "exp", {})
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from nas.rundir import RunDir\n"
-         f"with RunDir(__import__('pathlib').Path({str(run.root)!r})).writing():\n"
-         "    print('held', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(UserError, match=f"another nas command \\(pid {holder.pid}\\) is "
+    with run_lock_held_elsewhere(run.root) as pid:
+        with pytest.raises(UserError, match=f"another nas command \\(pid {pid}\\) is "
                                             "writing this run"):
             with run.writing():
                 pass
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait()
     with run.writing():  # stale lock: released with its process
         assert (run.root / ".lock").read_text() == str(os.getpid())
     with run.writing():  # and released again by the block's end
