@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -151,7 +153,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from nas.resolve import resolve_net
     from nas.stages.export import export
-    from search_spaces.weights import WEIGHTS_FILE
 
     if args.child is not None:
         _export_child(args)
@@ -370,11 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command the way Ctrl-C does
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; a user mistake prints one line and returns 2."""
+    from nas.rundir import RunDir, last_written
+
     args = build_parser().parse_args(argv)
+    last_written.clear()
+    in_main = threading.current_thread() is threading.main_thread()  # signals need it
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
     try:
         args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every file is whole (atomic writes)
+        if args.debug:
+            raise
+        hint = ""
+        if last_written:
+            run = RunDir(last_written[0])
+            verb = "nas proxy-check" if run.is_proxy_check() else "nas resume"
+            hint = f"; continue with: {verb} {run.root}"
+        print(f"nas: interrupted{hint}", file=sys.stderr)
+        return 130
     except UserError as err:
         if args.debug:
             raise
@@ -394,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `nas ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -20,7 +20,7 @@ from nas.config import ExperimentConfig, build_latency_model, build_space, load_
 from nas.data import Splits, load_data
 from nas.raytune import make_executor, run_ray
 from nas.rundir import RunDir
-from nas.search.core import SearchCore, run_inline
+from nas.search.core import SearchCore, SearchFailed, run_inline
 from nas.search.rewards import Reward, make_reward
 from nas.search.strategies import make_strategy
 from nas.search.supernet import (ChildScorer, child_values, ensure_supernet,
@@ -114,6 +114,10 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
         run_inline(core, step, cfg.seed)
     elif not core.finished:
         run_ray(core, step, cfg.seed, cfg.ray, run.ray_dir)
+        if not core.finished:  # Tune ended early: never hand a partial search on
+            raise SearchFailed(f"Ray Tune stopped after {core.done} of "
+                               f"{cfg.search.num_trials} trials; `nas resume {run.root}` "
+                               f"continues")
     if run.best_metrics_json.is_file():
         best = read_record(run.best_metrics_json,
                            ("trial_id", "reward", "accuracy", "latency_ms"))

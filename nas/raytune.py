@@ -41,6 +41,8 @@ class RayConfig:
 def _import_tune() -> Any:
     # The classic reporter, silent at verbose=0: progress is our one line per trial.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C stops the command (one line, `nas resume` continues), not just Tune's trials
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     from ray import tune
     from ray.tune.search import Searcher
 

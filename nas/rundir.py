@@ -43,6 +43,8 @@ __all__ = ["FinalFolder", "RunDir", "TrialLog", "atomic_write", "cell", "write_c
 
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
+# The run this process last wrote to: where an interrupted command says to resume.
+last_written: list[Path] = []
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class RunDir:
             handle.truncate()
             handle.write(str(os.getpid()))
             handle.flush()
+            last_written[:] = [self.root]
             yield
         finally:
             handle.close()  # closing releases the lock

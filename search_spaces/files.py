@@ -24,16 +24,19 @@ if TYPE_CHECKING:
 @contextmanager
 def writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
     """Turn a failed write of `path` (disk full, read-only, no such folder) into one
-    `WriteError`, removing the temporary file `tmp` it was written through."""
+    `WriteError`, removing the temporary file `tmp` it was written through (also when
+    an interrupt stops the write)."""
     try:
         yield
-    except OSError as err:
+    except BaseException as err:
         if tmp is not None:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-        raise WriteError(path, err) from None
+        if isinstance(err, OSError):
+            raise WriteError(path, err) from None
+        raise
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:

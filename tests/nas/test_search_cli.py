@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -199,3 +201,32 @@ def test_kill_9_then_resume_on_ray_equals_an_uninterrupted_run(tmp_path):
     whole = pd.read_csv(only_run(whole_dir) / "search" / "trials.csv")
     assert after[keys].equals(whole[keys])
     assert session_processes(session) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_is_one_line_and_the_run_resumes(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) mid-search: exit 130, one line naming how to continue, no
+    traceback, no half-written file; `nas resume` then finishes the run."""
+    proc = subprocess.Popen([NAS, "search", str(write_exp(tmp_path, trials=10))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env())
+    deadline = time.monotonic() + 300
+    trials = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        found = list((tmp_path / "tiny").glob("*/search/trials.csv"))
+        if found and len(found[0].read_text().splitlines()) >= 3:
+            trials = found[0]
+            break
+        time.sleep(0.05)
+    assert trials is not None and proc.poll() is None, "the search ended before the signal"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    run = trials.parent.parent
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == f"nas: interrupted; continue with: nas resume {run}"
+    assert "Traceback" not in err
+    assert not list(run.rglob(".*.tmp"))
+    out = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
+                         env=env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(pd.read_csv(trials)) == 10
