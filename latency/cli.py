@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from latency.model import TableModel
 from latency.profiler import Coverage, build, recalibrate, resolve_coverage
 from latency.table import LatencyTable
 from search_spaces.errors import UserError
+from search_spaces.files import to_json
 from search_spaces.factorized import SPACE_NAMES
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
@@ -80,7 +80,7 @@ def _check(args: argparse.Namespace) -> None:
     table = LatencyTable.load(args.table)
     result = run_check(table, _table_coverage(table, args), args.samples, args.policy,
                        args.seed, args.channel_step, args.repeats)
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    print(to_json(result) if args.json else format_report(result))
 
 
 def _calibrate(args: argparse.Namespace) -> None:
@@ -106,8 +106,8 @@ def _predict(args: argparse.Namespace) -> None:
     arch = with_input(resolve_arch(args.arch), args.resolution, args.classes, args.stem_stride)
     est = model.predict(arch)
     if args.json:
-        print(json.dumps({"ms": est.ms, "raw_ms": est.raw_ms, "source": est.source,
-                          "interpolated": est.interpolated}))
+        print(to_json({"ms": est.ms, "raw_ms": est.raw_ms, "source": est.source,
+                       "interpolated": est.interpolated}, indent=None))
     else:
         print(f"{est.ms:.4f} ms ({est.source}; sum of rows {est.raw_ms:.4f} ms)")
 

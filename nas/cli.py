@@ -16,6 +16,7 @@ from netadapt.loop import NetAdaptFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
 from search_spaces.errors import UserError, WriteError
+from search_spaces.files import to_json
 from search_spaces.reference import reference_names
 from search_spaces.transforms import with_input
 from search_spaces.weights import ARCH_FILE, WEIGHTS_FILE
@@ -36,11 +37,11 @@ def _info(args: argparse.Namespace) -> None:
     rows = count_rows(arch)
     params, macs = sum(r.params for r in rows), sum(r.macs for r in rows)
     if args.json:
-        print(json.dumps({
+        print(to_json({
             "name": arch.name, "hash": arch.hash(), "resolution": arch.resolution,
             "num_classes": arch.num_classes, "params": params, "macs": macs,
             "layers": [r.__dict__ for r in rows],
-        }, indent=2))
+        }))
         return
     title = arch.name or str(args.arch)
     print(f"{title}: {arch.resolution}x{arch.resolution}x{arch.in_ch}, "
@@ -144,7 +145,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     result = {"top1": top1, "split": args.split, "images": len(data), "params": params,
               "macs": macs, "arch": str(args.arch), "weights": str(args.weights)}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(to_json(result))
     else:
         print(f"{args.split} top-1 {top1:.4f} on {len(data)} images ({params:,} params, "
               f"{macs / 1e6:.1f}M MACs)")
@@ -273,7 +274,7 @@ def _results(args: argparse.Namespace) -> None:
         records = frame.to_dict(orient="records")
         for r in records:
             r["decisions"] = json.loads(r["decisions"])
-        print(json.dumps(records, indent=2, default=str))
+        print(to_json(records))
     else:
         cols = ["trial_id", "status", "accuracy", "latency_ms", "reward", "params", "macs",
                 "wall_s"]

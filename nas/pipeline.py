@@ -118,6 +118,9 @@ def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> Sea
             raise SearchFailed(f"Ray Tune stopped after {core.done} of "
                                f"{cfg.search.num_trials} trials; `nas resume {run.root}` "
                                f"continues")
+    if core.finished and core.best() is None:  # nothing to hand on: not a success
+        last = next((r["error"] for r in reversed(core.rows) if r["error"]), "")
+        raise SearchFailed(f"every one of the {core.done} trials failed; last error: {last}")
     if run.best_metrics_json.is_file():
         best = read_record(run.best_metrics_json,
                            ("trial_id", "reward", "accuracy", "latency_ms"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,8 +145,26 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def to_json(data: Any, indent: int | None = 2) -> str:
+    """Strict JSON text: a NaN or infinite number is `null` (JSON has no NaN, and strict
+    parsers refuse Python's `NaN`), numpy scalars are plain numbers."""
+    return json.dumps(_plain(data), indent=indent, allow_nan=False, default=str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy or torch scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    atomic_write(path, to_json(data) + "\n")
 
 
 def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) -> None:

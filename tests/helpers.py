@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
+
+
+def strict_json(text: str) -> Any:
+    """JSON as a strict parser reads it: `NaN` and `Infinity` are not JSON. Every
+    `--json` / `--format json` output the tests read goes through this."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import strict_json
 from nas.cli import main
 
 NAS = [str(Path(sys.executable).parent / "nas")]
@@ -22,7 +23,7 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_info_json_exact_counts(name, params):
     out = run("info", name, "--json")
     assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    data = strict_json(out.stdout)
     assert data["params"] == params and isinstance(data["macs"], int)
 
 
@@ -36,13 +37,13 @@ def test_info_table_and_overrides(capsys):
 
 def test_info_arch_file(tmp_path, capsys):
     assert main(["info", "mnasnet_a1", "--json"]) == 0
-    a1 = json.loads(capsys.readouterr().out)
+    a1 = strict_json(capsys.readouterr().out)
     assert a1["params"] == 3_887_038
     path = tmp_path / "a1.json"
     from search_spaces.reference import load_reference
     load_reference("mnasnet_a1").save(path)
     assert main(["info", str(path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["macs"] == a1["macs"]
+    assert strict_json(capsys.readouterr().out)["macs"] == a1["macs"]
 
 
 def test_validate_yaml_and_json(repo, capsys):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from arch_fixtures import small_arch
-from helpers import fill_by_order
+from helpers import fill_by_order, strict_json
 from nas.cli import main
 from nas.stages.export import export
 from search_spaces.arch import load_arch
@@ -77,7 +77,7 @@ def test_nas_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     exp = write_exp(tmp_path / "exp")
     assert main(["evaluate", str(folder / "arch.json"), str(folder / "weights.pt"),
                  "--data", str(exp), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = strict_json(capsys.readouterr().out)
     assert 0 <= result["top1"] <= 1 and result["images"] == 50 and result["split"] == "test"
     out = subprocess.run([NAS, "evaluate", str(folder / "arch.json"),
                           str(folder / "weights.pt"), "--data", "synthetic"],
@@ -105,7 +105,7 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     run = next((tmp_path / "shrink").iterdir())
     final = run / "final"
-    metrics = json.loads((final / "metrics.json").read_text())
+    metrics = strict_json((final / "metrics.json").read_text())
     assert metrics["source"] == "netadapt" and 0 <= metrics["test_top1"] <= 1
     assert metrics["test_images"] == 50 and metrics["params"] > 0
     assert metrics["latency_ms"] <= json.loads(

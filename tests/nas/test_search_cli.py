@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import kill_once_logged
+from helpers import kill_once_logged, strict_json
 from nas.cli import main
 
 NAS = str(Path(sys.executable).parent / "nas")
@@ -104,15 +104,23 @@ def test_bad_input_leaves_no_run(tmp_path):
     assert not (tmp_path / "tiny").exists()
 
 
-def test_nan_trials_fail_and_the_search_goes_on(tmp_path):
+def test_nan_trials_fail_the_search_goes_on_and_ends_non_zero(tmp_path):
+    """Each diverged child fails alone; a search where every child failed exits 1
+    (nothing to hand on), and its results are still valid JSON (null accuracy)."""
     exp = write_exp(tmp_path, trials=3, strategy="random")
     out = subprocess.run([NAS, "search", str(exp), "--set", "train.lr=1e30",
                           "--set", "search.max_failed_trials=5"],
                          capture_output=True, text=True, env=env(), timeout=300)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        "nas: search stopped: every one of the 3 trials failed; last error: ")
     frame = pd.read_csv(only_run(tmp_path) / "search" / "trials.csv")
     assert len(frame) == 3 and (frame["status"] == "failed").all()
     assert frame["error"].str.contains("nan|inf", case=False).all()
+    res = subprocess.run([NAS, "results", str(only_run(tmp_path)), "--format", "json"],
+                         capture_output=True, text=True, env=env(), timeout=300)
+    records = strict_json(res.stdout)
+    assert len(records) == 3 and all(r["accuracy"] is None for r in records)
 
 
 @pytest.mark.slow
