@@ -66,11 +66,18 @@ def _validate(args: argparse.Namespace) -> None:
         return
     from nas.config import load_config
     from nas.pipeline import prepare
+    from search_spaces.strict import read_yaml
 
-    cfg = load_config(path)
+    raw = read_yaml(path)
+    # A file with a netadapt: section, no stages and no reward is meant for `nas
+    # netadapt` (which runs stages [netadapt]): check it the way that command runs it.
+    for_netadapt = isinstance(raw, dict) and "netadapt" in raw and "stages" not in raw \
+        and "reward" not in raw
+    cfg = load_config(path, ["stages=[netadapt]"] if for_netadapt else [])
     prep = prepare(cfg)  # everything a run checks first: data, latency table, reward
     space = prep.space
-    print(f"{path}: valid experiment '{cfg.name}': space {space.name}, "
+    how = " for `nas netadapt`" if for_netadapt else ""
+    print(f"{path}: valid experiment '{cfg.name}'{how}: space {space.name}, "
           f"{len(space.decisions)} decisions, {space.size():.3e} distinct architectures; "
           f"data {prep.splits.summary()}")
 

@@ -29,6 +29,7 @@ from nas.stages.final import export_stage, final_train
 from nas.stages.netadapt import netadapt_stage, resolve_start
 from nas.stages.report import write_report
 from nas.step import make_step
+from nas.train import resolve_device
 from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
@@ -62,6 +63,14 @@ def _check_data_paths(cfg: ExperimentConfig) -> None:
 def prepare(cfg: ExperimentConfig) -> Prepared:
     """Load and check every input; nothing is written."""
     _check_data_paths(cfg)
+    try:  # a device this machine lacks: refused before any run directory exists
+        resolve_device(cfg.train.device)
+    except UserError as err:
+        raise UserError(err.message, cfg.source) from None
+    if cfg.latency.kind == "measure" and cfg.latency.device == "cuda" \
+            and not torch.cuda.is_available():
+        raise UserError("latency.device: cuda requested but torch sees no CUDA device",
+                        cfg.source)
     splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
                        cfg.limits.max_data_gib)
     space = build_space(cfg, num_classes=splits.num_classes)

@@ -116,7 +116,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device: cuda requested but torch sees no CUDA device")
+        raise UserError(f"train.device: cuda requested but torch {torch.__version__} sees no "
+                        f"CUDA device (device: auto uses one when there is one)")
     return torch.device(name)
 
 

@@ -53,8 +53,9 @@ def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
         plt.close(fig)
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with writing(path, tmp):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         os.replace(tmp, path)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save(obj)` through `atomic_write`: a kill never leaves half a file."""
     import torch  # only callers that save tensors pay for the import
 

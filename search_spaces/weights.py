@@ -8,6 +8,7 @@ live here, below every package that reads or writes them.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -49,9 +50,11 @@ class NetFolder:
         return self.metrics_json.is_file()
 
 
-def read_weights(path: Path, arch: Arch | None = None) -> dict[str, torch.Tensor]:
+def read_weights(path: str | os.PathLike, arch: Arch | None = None
+                 ) -> dict[str, torch.Tensor]:
     """The state dict in `path` (`weights_only`, on the CPU); checked against `arch`
     when given. A missing, damaged or foreign file is a `UserError` naming it."""
+    path = Path(path)
     state = load_torch(path)
     if not isinstance(state, dict):
         raise UserError(f"expected a state dict, found {type(state).__name__}", str(path))
@@ -66,9 +69,10 @@ def read_weights(path: Path, arch: Arch | None = None) -> dict[str, torch.Tensor
     return state
 
 
-def load_torch(path: Path, what: str = "weights file") -> Any:
+def load_torch(path: str | os.PathLike, what: str = "weights file") -> Any:
     """`torch.load` of a file of tensors (`weights_only`, on the CPU, torch's warnings
     silenced); missing, damaged or asking for a global, it is one `UserError` line."""
+    path = Path(path)
     if not path.is_file():
         raise UserError("does not exist", str(path))
     try:
@@ -92,6 +96,6 @@ def why(err: Exception) -> str:
     return (text.strip().splitlines() or [type(err).__name__])[0][:120]
 
 
-def write_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:
+def write_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """`state` as CPU tensors in `path`, atomically: a kill never leaves half a file."""
-    atomic_save({k: v.detach().cpu() for k, v in state.items()}, path)
+    atomic_save({k: v.detach().cpu() for k, v in state.items()}, Path(path))

@@ -80,3 +80,10 @@ class DataConfig:
     crop_padding: int = field(default=4, metadata={"check": non_negative})
     split_seed: int = field(default=0, metadata={"check": limits.seed})
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        # Python callers may hand in str paths; the readers work on Path
+        for key in ("path", "test_path"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, key, Path(value))

@@ -231,7 +231,7 @@ class SearchCore:
                     + (" (cached)" if row["status"] == "cached" else ""))
         best_text = (f" | best {float(best['reward']):.4f} (#{best['trial_id']})"
                      if best else "")
-        self.print(f"[{self.done:>4}/{self.num_trials}] trial {row['trial_id']}: {what}"
+        self.print(f"[done {self.done:>4}/{self.num_trials}] trial {row['trial_id']}: {what}"
                    f"{best_text} | {float(row['wall_s']):.1f}s, ETA {eta / 60:.1f} min")
 
 

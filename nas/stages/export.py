@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,11 @@ class Preprocessing:
         }, indent=2) + "\n"
 
 
-def load_model(arch: Arch, weights: Path | None) -> nn.Module:
+def load_model(arch: Arch, weights: str | os.PathLike | None) -> nn.Module:
     """`arch` built and loaded from `weights` (a state dict for it), in eval mode."""
     model = build_model(arch)
     if weights is not None:
-        model.load_state_dict(read_weights(weights, arch))
+        model.load_state_dict(read_weights(Path(weights), arch))
     return model.eval()
 
 
@@ -114,8 +115,10 @@ def export_pt2(model: nn.Module, arch: Arch, path: Path) -> float:
         return float((loaded(x) - model(x)).abs().max())
 
 
-def export(arch: Arch, weights: Path | None, fmt: str, path: Path) -> float | None:
+def export(arch: Arch, weights: str | os.PathLike | None, fmt: str,
+           path: str | os.PathLike) -> float | None:
     """Export in `fmt` to `path`; the check's max difference (None for json)."""
+    path = Path(path)
     if fmt == "json":
         atomic_write(path, arch.to_json())
         return None

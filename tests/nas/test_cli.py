@@ -106,3 +106,23 @@ def test_results_on_an_experiment_folder_points_at_its_runs(tmp_path):
     (run_dir / "config.yaml").write_text("name: exp\n")
     out = run("results", str(tmp_path / "exp"))
     assert out.returncode == 2 and f"the latest run in it: {run_dir}" in out.stderr
+
+
+def test_validate_checks_a_netadapt_experiment_as_nas_netadapt_runs_it(
+        repo: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["validate", str(repo / "runs" / "netadapt_quick.yaml")]) == 0
+    assert "valid experiment 'netadapt_quick' for `nas netadapt`" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_a_device_the_machine_lacks_is_refused_before_the_run(
+        tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture) -> None:
+    exp = tmp_path / "q.yaml"
+    exp.write_text((repo / "runs" / "quickstart.yaml").read_text())
+    assert main(["search", str(exp), "--set", "train.device=cuda",
+                 "--set", f"output_dir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nas: error: {exp}: train.device: cuda requested but torch "
+                   f"{__import__('torch').__version__} sees no CUDA device (device: auto "
+                   f"uses one when there is one)"]
+    assert not (tmp_path / "out").exists()
