@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -109,28 +110,66 @@ def _netadapt(args: argparse.Namespace) -> None:
     start(cfg)
 
 
-def _evaluation_data(spec: str, resolution: int):
-    """Splits from `spec`: an experiment YAML or run directory (its `data:`), `synthetic`,
-    an .npz file, a CIFAR-10 batches folder, or an image folder."""
+def _evaluation_data(args: argparse.Namespace, arch: Arch):
+    """The images `nas evaluate` scores, and what they are: a split of an experiment's
+    (or a run's) data or of `synthetic`; or every image of a data file (its test
+    arrays when it has them), normalised with the network's preprocessing."""
     from nas.config import load_config
-    from nas.data import DataConfig, load_data
+    from nas.data import DataConfig, load_data, load_whole
     from nas.rundir import RunDir
 
-    path = Path(spec)
-    if path.suffix in (".yaml", ".yml") or RunDir.is_run(path):
-        cfg_path = path if path.suffix in (".yaml", ".yml") else RunDir.open(path).config_path
-        data = load_config(cfg_path).data
-        source = str(cfg_path)
-    elif spec == "synthetic":
-        data, source = DataConfig(kind="synthetic"), "--data"
-    else:
-        if not path.exists():
-            raise UserError(f"--data: {spec} does not exist")
-        cifar = path.is_dir() and (any(path.glob("data_batch_*")) or
-                                   (path / "cifar-10-batches-py").is_dir())
-        kind = "npz" if path.suffix == ".npz" else "cifar10" if cifar else "imagefolder"
-        data, source = DataConfig(kind=kind, path=path.resolve()), str(path)
-    return load_data(data, resolution, source)
+    spec, path = args.data, Path(args.data)
+    if path.suffix in (".yaml", ".yml") or RunDir.is_run(path) or spec == "synthetic":
+        if spec == "synthetic":
+            data, source = DataConfig(kind="synthetic"), "--data"
+        else:
+            cfg_path = path if path.suffix in (".yaml", ".yml") else RunDir.open(path).config_path
+            data, source = load_config(cfg_path).data, str(cfg_path)
+        splits = load_data(data, arch.resolution, source)
+        chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
+        if chosen is None:
+            raise UserError(f"--split {args.split}: the data has no such split", spec)
+        return chosen, f"the {args.split} split of {splits.source}"
+    if not path.exists():
+        raise UserError(f"--data: {spec} does not exist")
+    if args.split != "test":
+        raise UserError(f"--split {args.split}: a data file is scored whole (its test arrays "
+                        f"when it has them); --split picks a split of an experiment's data")
+    cifar = path.is_dir() and (any(path.glob("data_batch_*")) or
+                               (path / "cifar-10-batches-py").is_dir())
+    kind = "npz" if path.suffix == ".npz" else "cifar10" if cifar else "imagefolder"
+    mean, std, how = _preprocessing(args)
+    images = load_whole(DataConfig(kind=kind, path=path.resolve()), arch.resolution, mean,
+                        std, str(path))
+    return images, f"every image of {path}, {how}"
+
+
+def _preprocessing(args: argparse.Namespace) -> tuple[list[float], list[float], str]:
+    """The network's input normalisation: --mean/--std, or preprocessing.json beside
+    the weights (what the final stage writes)."""
+    from search_spaces.files import read_record
+
+    if (args.mean is None) != (args.std is None):
+        raise UserError("--mean and --std: give both or neither")
+    if args.mean is not None:
+        values = []
+        for flag, text in (("--mean", args.mean), ("--std", args.std)):
+            try:
+                numbers = [float(v) for v in text.split(",")]
+            except ValueError:
+                numbers = []
+            if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers) or \
+                    (flag == "--std" and min(numbers) <= 0):
+                raise UserError(f"{flag}: expected three numbers R,G,B (0..1 units), got "
+                                f"{text!r}")
+            values.append(numbers)
+        return values[0], values[1], "normalised with --mean/--std"
+    pre = Path(args.weights).parent / "preprocessing.json"
+    if not pre.is_file():
+        raise UserError(f"--mean/--std: needed to score a data file: there is no "
+                        f"preprocessing.json beside {args.weights}")
+    record = read_record(pre, ("mean", "std"))
+    return record["mean"], record["std"], f"normalised as {pre} says"
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -139,22 +178,20 @@ def _evaluate(args: argparse.Namespace) -> None:
     from nas.train import evaluate
 
     arch = resolve_net(args.arch).arch
-    splits = _evaluation_data(args.data, arch.resolution)
-    if splits.num_classes != arch.num_classes:
+    model = load_model(arch, Path(args.weights))  # a bad weights file fails first
+    data, what = _evaluation_data(args, arch)
+    if len(data.classes) > arch.num_classes or int(data.labels.max()) >= arch.num_classes:
         raise UserError(f"the network has {arch.num_classes} classes, the data "
-                        f"{splits.num_classes}", args.data)
-    data = {"train": splits.train, "val": splits.val, "test": splits.test}[args.split]
-    if data is None:
-        raise UserError(f"--split {args.split}: the data has no such split", args.data)
-    model = load_model(arch, Path(args.weights))
+                        f"{len(data.classes)}", args.data)
     top1 = evaluate(model, data)
     params, macs = count(arch)
-    result = {"top1": top1, "split": args.split, "images": len(data), "params": params,
-              "macs": macs, "arch": str(args.arch), "weights": str(args.weights)}
+    result = {"top1": top1, "split": args.split, "images": len(data), "scored": what,
+              "params": params, "macs": macs, "arch": str(args.arch),
+              "weights": str(args.weights)}
     if args.json:
         print(to_json(result))
     else:
-        print(f"{args.split} top-1 {top1:.4f} on {len(data)} images ({params:,} params, "
+        print(f"top-1 {top1:.4f} on {len(data)} images: {what} ({params:,} params, "
               f"{macs / 1e6:.1f}M MACs)")
 
 
@@ -329,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="experiment YAML or run directory (its data:), synthetic, an .npz, "
                         "a CIFAR-10 folder or an image folder")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test",
+                   help="the split of an experiment's data (a data file is scored whole)")
+    p.add_argument("--mean", help="R,G,B input mean in 0..1 units, for a data file "
+                                  "(default: preprocessing.json beside the weights)")
+    p.add_argument("--std", help="R,G,B input std, with --mean")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)
 

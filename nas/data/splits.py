@@ -172,6 +172,23 @@ def load_data(cfg: DataConfig, resolution: int, source: str,
                   val=make(raw.images, raw.labels, val_idx), test=test, source=raw.source)
 
 
+def load_whole(cfg: DataConfig, resolution: int, mean: tuple[float, ...],
+               std: tuple[float, ...], source: str, max_gib: float = MAX_DATA_GIB
+               ) -> ImageSet:
+    """Every image of a data file to score a trained network on: its own test arrays
+    when it has them (`x_test`/`y_test`, CIFAR's test_batch), else all of it, in file
+    order, normalised with the network's `mean`/`std` (not statistics of the file)."""
+    raw = _READERS[cfg.kind](cfg, resolution, source, Budget(max_gib))
+    images, labels = raw.images, raw.labels
+    if raw.test_images is not None and raw.test_labels is not None:
+        images, labels = raw.test_images, raw.test_labels
+    idx = torch.arange(len(labels))
+    Budget(max_gib).check(len(idx) * 3 * resolution**2,
+                          f"{len(idx):,} images at {resolution}x{resolution}", source)
+    return ImageSet(_resize(_nchw(images, idx), resolution), torch.as_tensor(labels),
+                    raw.classes, tuple(mean), tuple(std))
+
+
 def _generator(seed: int, purpose: str) -> torch.Generator:
     """One generator per purpose, so e.g. the val shuffle never shifts the test carve."""
     return torch.Generator().manual_seed(seed_for(seed, purpose))

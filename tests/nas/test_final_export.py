@@ -124,3 +124,39 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
     again = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "final_train: already done" in again.stderr
+
+
+def test_nas_evaluate_scores_every_image_of_a_file_with_the_networks_preprocessing(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """All 37 images of an npz (or its 13 x_test images), normalised as
+    preprocessing.json says, not with statistics of the file."""
+    folder = trained_folder(tmp_path)
+    mean, std = [0.2, 0.5, 0.7], [0.3, 0.25, 0.2]
+    (folder / "preprocessing.json").write_text(json.dumps({"mean": mean, "std": std}))
+    g = np.random.default_rng(0)
+    images = g.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
+    labels = g.integers(0, 4, 37)
+    np.savez(tmp_path / "all.npz", images=images, labels=labels)
+    np.savez(tmp_path / "keras.npz", x_train=images, y_train=labels, x_test=images[:13],
+             y_test=labels[:13])
+    model = build_model(small_arch())
+    model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+    model.eval()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    with torch.inference_mode():
+        hits = (model(x).argmax(1).numpy() == labels)
+    for name, n in (("all.npz", 37), ("keras.npz", 13)):
+        assert main(["evaluate", str(folder / "arch.json"), str(folder / "weights.pt"),
+                     "--data", str(tmp_path / name), "--json"]) == 0
+        result = strict_json(capsys.readouterr().out)
+        assert result["images"] == n and "every image of" in result["scored"]
+        assert result["top1"] == pytest.approx(hits[:n].mean())
+    assert main(["evaluate", str(folder / "arch.json"), str(folder / "weights.pt"),
+                 "--data", str(tmp_path / "all.npz"), "--mean", "0.2,0.5,0.7",
+                 "--std", "0.3,0.25,0.2", "--json"]) == 0
+    assert strict_json(capsys.readouterr().out)["top1"] == pytest.approx(hits.mean())
+    (folder / "preprocessing.json").unlink()
+    assert main(["evaluate", str(folder / "arch.json"), str(folder / "weights.pt"),
+                 "--data", str(tmp_path / "all.npz")]) == 2
+    assert "--mean/--std: needed to score a data file" in capsys.readouterr().err
