@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from nas.search.core import SearchCore, SearchFeed
 from netadapt.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult, Step,
@@ -154,10 +156,12 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
     kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
                               "log_to_driver": False}
     if cfg.address:  # a cluster's processes are not ours to stop
-        ray.init(address=cfg.address, **kwargs)
+        with _stderr_to(storage / "driver.log"):
+            ray.init(address=cfg.address, **kwargs)
         return
     reap_orphans(storage)
-    ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
+    with _stderr_to(storage / "driver.log"):
+        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
     try:
         from ray._private import worker  # the session folder has no public accessor
 
@@ -166,6 +170,23 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
         return
     storage.mkdir(parents=True, exist_ok=True)
     atomic_write(storage / DRIVER_FILE, json.dumps({"pid": os.getpid(), "session": session}))
+
+
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Ray's own notices while it starts (token authentication, its processes' start-up
+    chatter) go to the run's `ray/driver.log`, not between the progress lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def reap_orphans(storage: Path) -> list[int]:
