@@ -35,6 +35,7 @@ from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.files import read_record
 from search_spaces.supernet import SuperNet
+from search_spaces.threads import available_cpus
 
 
 @dataclass
@@ -147,7 +148,7 @@ def load_or_train_supernet(prep: Prepared, run: RunDir, log: Callable[[str], Non
     cfg = prep.cfg
     step = supernet_step(prep.space, prep.splits, cfg.train, cfg.supernet, log)
     cpus = cfg.supernet.cpus or (cfg.ray.cpus_per_trial if cfg.ray.address
-                                 else cfg.ray.num_cpus or os.cpu_count() or 1)
+                                 else cfg.ray.num_cpus or available_cpus())
     ray = replace(cfg.ray, cpus_per_trial=cpus)
     return ensure_supernet(prep.space, prep.splits, cfg.train, cfg.supernet, run, cfg.seed,
                            make_executor(cfg.search.executor, step, ray, run.ray_dir, "search"),

@@ -27,6 +27,7 @@ from netadapt.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult,
                            inline_executor, run_guarded)
 from search_spaces.checks import positive
 from search_spaces.files import atomic_write
+from search_spaces.threads import available_cpus
 
 
 @dataclass
@@ -160,8 +161,11 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
             ray.init(address=cfg.address, **kwargs)
         return
     reap_orphans(storage)
+    # Ray starts its workers at nice 15 by default, so on a busy machine a trial gets a
+    # sliver of a core: they run at the driver's niceness unless the user says otherwise
+    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
     with _stderr_to(storage / "driver.log"):
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), **kwargs)
+        ray.init(num_cpus=cfg.num_cpus or available_cpus(), **kwargs)
     try:
         from ray._private import worker  # the session folder has no public accessor
 

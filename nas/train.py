@@ -27,7 +27,7 @@ from search_spaces.checks import non_negative, positive
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_save
 from search_spaces.seeds import seed_for
-from search_spaces.threads import torch_threads
+from search_spaces.threads import available_cpus, torch_threads
 from search_spaces.weights import load_torch, why
 
 _log = logging.getLogger(__name__)
@@ -123,11 +123,13 @@ def resolve_device(name: str) -> torch.device:
 
 def wanted_threads(cfg: TrainConfig) -> int:
     """Threads for torch: the config's, else OMP_NUM_THREADS (a Ray trial's CPU
-    count), else what torch already uses."""
+    share), else what torch uses, at most the CPUs this process may run on."""
     if cfg.threads is not None:
         return cfg.threads
     env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else torch.get_num_threads()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return min(torch.get_num_threads(), available_cpus())
 
 
 def _total_steps(cfg: TrainConfig, n: int, batch: int) -> int:
@@ -237,8 +239,10 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
             if (step + 1) % cfg.log_every == 0 or step + 1 == total:
                 now = time.perf_counter()
                 rate = (step + 1 - mark_step) * batch / max(now - mark, 1e-9)
+                eta = (total - step - 1) * batch / max(rate, 1e-9)
                 say(f"step {step + 1}/{total} loss {sum(loss_window) / len(loss_window):.4f} "
-                    f"lr {lr:.4g} {rate:.0f} img/s ({device.type}, {threads} threads)")
+                    f"lr {lr:.4g} {rate:.0f} img/s ({device.type}, {threads} threads), "
+                    f"ETA {eta / 60:.1f} min")
                 mark, mark_step = now, step + 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)

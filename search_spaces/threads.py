@@ -7,10 +7,20 @@ its setting into the next.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or `taskset`'s
+    share), not every CPU of the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 @contextmanager

@@ -144,7 +144,11 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             beside = (run.final.arch_json, run.final.weights_pt, run.final.preprocessing_json)
             out += [f"Exported: {', '.join(sorted(exports))} (beside "
                     f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
-    if _plot(run, frame):
+    target = rw.target_ms if "search" in cfg.stages else None
+    netadapt_summary = _read_json(run.netadapt.summary_json)
+    if netadapt_summary and "netadapt" in cfg.stages:
+        target = netadapt_summary.get("target_ms", target)
+    if _plot(run, frame, target, metrics):
         out += ["![accuracy vs latency](pareto.png)", ""]
     path = run.report_md
     atomic_write(path, "\n".join(out))
@@ -170,8 +174,10 @@ def _rerank_section(run: RunDir) -> list[str]:
             _table(rr[cols]), ""]
 
 
-def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
-    """pareto.png: every child, the front, the NetAdapt path; False without matplotlib."""
+def _plot(run: RunDir, frame: pd.DataFrame | None, target_ms: float | None,
+          final: dict | None) -> bool:
+    """pareto.png: every child, the front, the NetAdapt path, the final network and
+    the latency target; False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -195,6 +201,11 @@ def _plot(run: RunDir, frame: pd.DataFrame | None) -> bool:
         path = hist[hist["chosen"] == 1]
         ax.plot(path["latency_ms"], path["accuracy"], "o-", color="tab:red", ms=4,
                 label="NetAdapt path")
+    if final is not None:
+        ax.scatter([final["latency_ms"]], [final["val_top1"]], marker="*", s=160,
+                   color="tab:green", zorder=3, label="final network")
+    if target_ms is not None:
+        ax.axvline(target_ms, color="grey", ls="--", lw=1, label=f"target {target_ms:.3g} ms")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("validation top-1")
     ax.legend()

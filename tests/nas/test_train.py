@@ -228,3 +228,20 @@ def test_a_checkpoint_from_other_settings_is_a_user_error(splits, tmp_path) -> N
     trainer._save_checkpoint(ckpt, model, opt, torch.Generator(), 2, 99, [])
     with pytest.raises(UserError, match="for 99 steps, this training has 4"):
         train(build_seeded(tiny_arch(), 1), splits, cfg, 1, checkpoint=ckpt)
+
+
+def test_threads_follow_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine shared through an affinity mask (a container, taskset), torch is not
+    given more threads than the CPUs the process may run on; a Ray trial's share
+    (OMP_NUM_THREADS) and the config still decide first."""
+    import os
+
+    from nas.train import TrainConfig, wanted_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert wanted_threads(TrainConfig()) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert wanted_threads(TrainConfig()) == 3
+    assert wanted_threads(TrainConfig(threads=2)) == 2
