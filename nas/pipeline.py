@@ -18,7 +18,7 @@ import torch
 from latency.model import LatencyModel, make_model
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.data import Splits, load_data
-from nas.raytune import make_executor, run_ray
+from nas.raytune import check_address, make_executor, run_ray
 from nas.rundir import RunDir
 from nas.search.core import SearchCore, SearchFailed, run_inline
 from nas.search.rewards import Reward, make_reward
@@ -81,6 +81,8 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         # run directory exists (a measurement would cost a second: not done here)
         latency.predict(space.decode(space.sample(random.Random(cfg.seed))))
     reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None
+    if cfg.search.executor == "ray":
+        check_address(cfg.ray, cfg.source)
     prep = Prepared(cfg, splits, space, latency, reward)
     if "netadapt" in cfg.stages:
         assert cfg.netadapt is not None

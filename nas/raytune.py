@@ -26,6 +26,7 @@ from nas.search.core import SearchCore, SearchFeed
 from netadapt.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult, Step,
                            inline_executor, run_guarded)
 from search_spaces.checks import positive
+from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
 from search_spaces.threads import available_cpus
 
@@ -147,6 +148,23 @@ def _concurrency(cfg: RayConfig, storage: Path) -> int:
 DRIVER_FILE = "driver.json"  # in the run's ray/: the local Ray this run started
 
 
+def check_address(cfg: RayConfig, source: str) -> None:
+    """`ray.address: host:port` answers (a TCP connect, 5 s): Ray itself waits minutes
+    before it gives up on an address where nothing listens, so this runs first."""
+    import socket
+
+    if not cfg.address or cfg.address == "auto":
+        return
+    host, sep, port = cfg.address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"ray.address: expected auto or host:port, got {cfg.address!r}", source)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(f"ray.address: nothing answers at {cfg.address} ({err.strerror or err}"
+                        f"); is `ray start --head` running there?", source) from None
+
+
 def _init_ray(cfg: RayConfig, storage: Path) -> None:
     """Join `ray.address`, or start a local Ray for this run and note it in
     `storage/driver.json`, after stopping what a killed driver of the run left."""
@@ -157,15 +175,31 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
     kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
                               "log_to_driver": False}
     if cfg.address:  # a cluster's processes are not ours to stop
-        with _stderr_to(storage / "driver.log"):
-            ray.init(address=cfg.address, **kwargs)
+        try:
+            with _stderr_to(storage / "driver.log"):
+                ray.init(address=cfg.address, **kwargs)
+        except Exception as err:  # refused, unreachable, bad token: Ray's own types
+            why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(f"ray.address: cannot join the Ray cluster at {cfg.address} "
+                            f"({why}); see README 'On a Ray cluster' (its token) and "
+                            f"{storage / 'driver.log'}") from None
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        print(f"ray: joined the cluster at {cfg.address}: {len(nodes)} node(s), "
+              f"{ray.cluster_resources().get('CPU', 0):g} CPUs", file=sys.stderr, flush=True)
         return
     reap_orphans(storage)
     # Ray starts its workers at nice 15 by default, so on a busy machine a trial gets a
     # sliver of a core: they run at the driver's niceness unless the user says otherwise
     os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
+    # Without ray.address a run starts its own local Ray, on purpose: an inherited
+    # RAY_ADDRESS or another Ray on a shared machine is not joined by accident.
+    inherited = os.environ.get("RAY_ADDRESS")
     with _stderr_to(storage / "driver.log"):
-        ray.init(num_cpus=cfg.num_cpus or available_cpus(), **kwargs)
+        ray.init(address="local", num_cpus=cfg.num_cpus or available_cpus(), **kwargs)
+    if inherited:
+        print(f"ray: started a local Ray for this run; RAY_ADDRESS={inherited} in the "
+              f"environment is not joined (set ray.address to join a cluster)",
+              file=sys.stderr, flush=True)
     try:
         from ray._private import worker  # the session folder has no public accessor
 

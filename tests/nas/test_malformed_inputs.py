@@ -191,6 +191,9 @@ CASES = {
                                "weights.pt: key 'stem.0.weight' missing"),
     "evaluate corrupted checkpoint": (evaluate_corrupt, "w.pt: not a readable weights file"),
     "resume a non-run": (lambda tmp: ["resume", str(tmp)], "not a run directory"),
+    "nothing at ray.address": (replace_in_exp("executor: inline",
+                                              "executor: ray}\nray: {address: '127.0.0.1:1'"),
+                               "exp.yaml: ray.address: nothing answers at 127.0.0.1:1"),
 }
 
 
