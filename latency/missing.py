@@ -31,6 +31,41 @@ def missing_error(table: LatencyTable, sig: Signature) -> UserError:
                      f"policy 'interpolate' or 'measure' fills such gaps)", table.source)
 
 
+def unfillable(table: LatencyTable, sigs: Sequence[Signature], policy: str
+               ) -> list[Signature]:
+    """The signatures of `sigs` that `table` can neither look up nor fill under
+    `policy`: all missing ones under `error`; under `interpolate`, those with no row of
+    their shape; under `measure`, all missing ones unless the table was timed here."""
+    missing = [s for s in dict.fromkeys(sigs) if s not in table]
+    if policy == "interpolate":
+        return [s for s in missing if interpolate(table, s) is None]
+    if policy == "measure":
+        try:
+            require_this_machine(table, "policy 'measure'")
+        except UserError:
+            return missing
+        return []
+    return missing
+
+
+def write_missing(table: LatencyTable, sigs: Sequence[Signature], path: Path) -> None:
+    """`sigs` as rows to fill in (the table's format, empty `latency_ms`), at `path`."""
+    import csv
+    import io
+
+    from latency.table import COLUMNS, format_header
+    from search_spaces.files import atomic_write
+
+    buf = io.StringIO()
+    buf.write("# Operators the experiment needs that the table cannot price: time each on\n"
+              "# the device (batch 1), fill latency_ms, and append the rows to the table.\n")
+    buf.write(format_header({k: v for k, v in table.meta.items() if k != "format"}, COLUMNS))
+    writer = csv.writer(buf, lineterminator="\n")
+    for sig in sigs:
+        writer.writerow([str(v) for v in sig.key()] + ["", "", ""])
+    atomic_write(path, buf.getvalue())
+
+
 # ------------------------------------------------------------------ interpolate
 
 def _work(sig: Signature) -> float:

@@ -7,7 +7,6 @@ before the run directory is created, so a bad input leaves no half-written run.
 from __future__ import annotations
 
 import os
-import random
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,8 +14,10 @@ from typing import Callable
 
 import torch
 
-from latency.model import LatencyModel, make_model
+from latency.model import LatencyModel, TableModel, make_model
+from latency.profiler import Coverage
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
+from nas.coverage import check_coverage, experiment_signatures
 from nas.data import Splits, load_data
 from nas.raytune import check_address, make_executor, run_ray
 from nas.rundir import RunDir
@@ -76,10 +77,6 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
                        cfg.limits.max_data_gib)
     space = build_space(cfg, num_classes=splits.num_classes)
     latency = build_latency_model(cfg)
-    if "search" in cfg.stages and cfg.latency.kind == "table":
-        # a table for another input size or gate fails on any child: say so before the
-        # run directory exists (a measurement would cost a second: not done here)
-        latency.predict(space.decode(space.sample(random.Random(cfg.seed))))
     reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None
     if cfg.search.executor == "ray":
         check_address(cfg.ray, cfg.source)
@@ -89,7 +86,23 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
         if cfg.netadapt.start is not None or "search" not in cfg.stages:
             prep.netadapt_start = resolve_start(cfg, splits.num_classes)
+    _check_tables(prep)
     return prep
+
+
+def _check_tables(prep: Prepared) -> None:
+    """Every operator the experiment prices is in its latency table(s) or fillable under
+    the policy (`nas.coverage`), before anything trains."""
+    cfg = prep.cfg
+    start = prep.netadapt_start[0] if prep.netadapt_start else None
+    if isinstance(prep.latency, TableModel):
+        check_coverage(prep.latency, experiment_signatures(cfg, prep.space, start),
+                       "latency.path", cfg.source, (start or prep.space).resolution)
+    na = prep.netadapt_latency
+    if isinstance(na, TableModel) and na is not prep.latency and start is not None:
+        assert cfg.netadapt is not None
+        sigs = Coverage("start", arch=start).signatures(cfg.netadapt.channel_step)
+        check_coverage(na, sigs, "netadapt.latency.path", cfg.source, start.resolution)
 
 
 def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> SearchCore:

@@ -17,6 +17,7 @@ from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
+from search_spaces.errors import UserError
 from search_spaces.files import atomic_write, read_frame, read_record, save_figure
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
@@ -61,9 +62,12 @@ def reference_rows(arch: Arch, latency: LatencyModel | None,
         ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
                          arch.stem.stride)
         params, macs = count(ref)
+        try:
+            ms: float | str = latency.predict(ref).ms if latency else float("nan")
+        except UserError:  # the table cannot price it: say so, never fail the report
+            ms = "not priced (the latency table lacks its rows)"
         rows.append({"network": name, "test top-1": (accuracies or {}).get(name, "not trained"),
-                     "latency_ms": latency.predict(ref).ms if latency else float("nan"),
-                     "params": f"{params:,}", "MMACs": round(macs / 1e6, 2)})
+                     "latency_ms": ms, "params": f"{params:,}", "MMACs": round(macs / 1e6, 2)})
     return rows
 
 

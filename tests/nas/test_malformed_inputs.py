@@ -422,3 +422,47 @@ def test_a_table_for_another_input_size_fails_before_the_run_exists(
                                           f"latency: {{kind: table, path: {TABLE}}}"))
     check_refused(argv, "example_table.csv: the table covers 32x32 inputs, the network is "
                         "16x16", tmp_path, capsys)
+
+
+def test_a_table_missing_one_operator_refuses_the_search_in_seconds(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table with every operator the experiment prices but one (one of MobileNetV3-
+    Small's, the reference the report prices, which no child of the space has): the
+    search refuses before any training, under interpolate, naming the count, and the
+    missing row is written out to be filled. The full table passes."""
+    import time
+
+    from latency.table import LatencyTable, Row
+    from nas.config import build_space, load_config
+    from nas.coverage import experiment_signatures, reference_signatures
+
+    monkeypatch.chdir(tmp_path)
+    table_path = tmp_path / "phone.csv"
+    argv = exp_with(tmp_path, EXP.replace(
+        "latency: {kind: flops}",
+        f"latency: {{kind: table, path: {table_path}, policy: interpolate}}"))
+    cfg = load_config(argv[1])
+    space = build_space(cfg, num_classes=4)
+    sigs = experiment_signatures(cfg, space, None)
+    own = set(reference_signatures(space, ("mobilenet_v3_small",)))
+    lonely = [s for s in sigs if s in own and not any(
+        o != s and o.shape() == s.shape() for o in sigs)]
+    meta = {"resolution": "16", "se_gate": "hsigmoid"}
+    LatencyTable(meta, [Row(s, 0.01) for s in sigs]).save(table_path)
+    assert main(["validate", argv[1]]) == 0
+    capsys.readouterr()
+    LatencyTable(meta, [Row(s, 0.01) for s in sigs if s != lonely[0]]).save(table_path)
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nas: error: {argv[1]}: latency.path: 1 of the {len(sigs)} operators "
+                   f"this experiment prices are not in the table and policy 'interpolate' "
+                   f"cannot fill them (interpolation needs a row of the same shape (op, size, "
+                   f"kernel, stride, activation, skip, SE or not)), e.g. "
+                   f"{lonely[0].describe()}; they are listed in {tmp_path / 'phone.missing.csv'}"
+                   f": time them on the device and append them"]
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "bad").exists()
+    # the table's format, the one row to fill (loading it says "latency_ms: empty")
+    lines = [line for line in (tmp_path / "phone.missing.csv").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert len(lines) == 2 and lines[1] == ",".join(map(str, lonely[0].key())) + ",,,"

@@ -1,0 +1,88 @@
+"""Does a latency table price everything an experiment will ask of it? Checked before
+the run directory exists, so a phone table with a gap fails in seconds, not at the
+report 35 minutes in.
+
+What an experiment prices: every operator its search space can produce (enumerated,
+not sampled), NetAdapt's start when the YAML names one (with its one-dimensional
+shrink grids), and the reference nets the report sets beside the result, at the
+run's input size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from latency.missing import unfillable, write_missing
+from latency.profiler import Coverage, space_signatures
+from latency.signature import Signature, signatures
+from search_spaces.arch import Arch
+from search_spaces.errors import UserError
+from search_spaces.factorized import FactorizedSpace
+from search_spaces.reference import load_reference
+from search_spaces.transforms import with_input
+
+if TYPE_CHECKING:
+    from latency.model import TableModel
+    from nas.config import ExperimentConfig
+
+# What fills a gap under each policy, for the error line.
+_FILLS = {"error": "policy 'interpolate' fills widths between rows of the same shape",
+          "interpolate": "interpolation needs a row of the same shape (op, size, kernel, "
+                         "stride, activation, skip, SE or not)",
+          "measure": "policy 'measure' times only on the machine the table was timed on"}
+
+
+def reference_signatures(arch_like: FactorizedSpace | Arch, names: tuple[str, ...]
+                         ) -> list[Signature]:
+    """The reference nets `names` at the input size, classes and stem of `arch_like`."""
+    if isinstance(arch_like, FactorizedSpace):
+        res, classes, stride = arch_like.resolution, arch_like.num_classes, arch_like.stem_stride
+    else:
+        res, classes, stride = arch_like.resolution, arch_like.num_classes, arch_like.stem.stride
+    sigs: dict[Signature, None] = {}
+    for name in names:
+        sigs.update(dict.fromkeys(signatures(with_input(load_reference(name), res, classes,
+                                                        stride))))
+    return list(sigs)
+
+
+def experiment_signatures(cfg: "ExperimentConfig", space: FactorizedSpace,
+                          netadapt_start: Arch | None) -> list[Signature]:
+    """Every operator signature the experiment's stages and its report will price."""
+    from nas.stages.report import REFERENCES
+
+    sigs: dict[Signature, None] = {}
+    if "search" in cfg.stages:
+        sigs.update(dict.fromkeys(space_signatures(space)))
+    if netadapt_start is not None and cfg.netadapt is not None:
+        sigs.update(dict.fromkeys(Coverage(netadapt_start.name or "start", arch=netadapt_start)
+                                  .signatures(cfg.netadapt.channel_step)))
+    sigs.update(dict.fromkeys(reference_signatures(netadapt_start or space, REFERENCES)))
+    return list(sigs)
+
+
+def check_coverage(model: "TableModel", sigs: list[Signature], key: str, source: str,
+                   resolution: int) -> None:
+    """Refuse (one line) when `model`'s table can neither look up nor fill some of
+    `sigs` under its policy; the missing rows go to `<table>.missing.csv` to fill."""
+    table = model.table
+    built_for = table.meta.get("resolution", "")
+    if built_for not in ("", str(resolution)):  # the whole table is for another size
+        raise UserError(f"the table covers {built_for}x{built_for} inputs, the network is "
+                        f"{resolution}x{resolution}", table.source)
+    gaps = unfillable(table, sigs, model.policy)
+    if not gaps:
+        return
+    where = ""
+    if table.path is not None:
+        out = Path(table.path).with_suffix(".missing.csv")
+        try:
+            write_missing(table, gaps, out)
+            where = f"; they are listed in {out}: time them on the device and append them"
+        except Exception:  # a read-only folder: the line still says what is missing
+            where = ""
+    raise UserError(f"{key}: {len(gaps)} of the {len(set(sigs))} operators this experiment "
+                    f"prices are not in the table and policy '{model.policy}' cannot fill "
+                    f"them ({_FILLS[model.policy]}), e.g. {gaps[0].describe()}{where}",
+                    source)
