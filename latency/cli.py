@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from latency.measure import BACKENDS, CLOCKS, DEVICES, Protocol
 from latency.missing import POLICIES
@@ -17,7 +18,17 @@ from search_spaces.factorized import SPACE_NAMES
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
 
-SPACE_HELP = f"{' | '.join(SPACE_NAMES)} | ARCH.json | a reference net name"
+SPACE_HELP = (f"{' | '.join(SPACE_NAMES)} | ARCH.json | a reference net name | EXP.yaml "
+              f"(export-ops: every operator the experiment prices)")
+
+# Set by the `nas` CLI: an experiment YAML's coverage (its space, NetAdapt start and the
+# report's reference nets). Experiments live in `nas`, above this package.
+_experiment_coverage: Callable[[str], Coverage] | None = None
+
+
+def set_experiment_coverage(fn: Callable[[str], Coverage]) -> None:
+    global _experiment_coverage
+    _experiment_coverage = fn
 
 
 def _coverage_args(p: argparse.ArgumentParser, required: bool) -> None:
@@ -34,6 +45,15 @@ def _coverage_args(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _coverage(args: argparse.Namespace) -> Coverage:
+    if Path(args.space).suffix in (".yaml", ".yml"):
+        given = [f for f in ("resolution", "stem_stride", "classes", "skeleton", "ops")
+                 if getattr(args, f) is not None]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')}: an experiment YAML says it "
+                            f"itself (--space {args.space})")
+        if _experiment_coverage is None:
+            raise UserError("--space EXP.yaml needs the nas command line (nas latency ...)")
+        return _experiment_coverage(args.space)
     return resolve_coverage(args.space, args.resolution, args.stem_stride, args.classes,
                             args.skeleton, _ops(args.ops))
 

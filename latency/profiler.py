@@ -47,6 +47,9 @@ class Coverage:
     label: str
     space: FactorizedSpace | None = None
     arch: Arch | None = None
+    # Signatures beyond the space's or the network's: what an experiment prices besides
+    # them (the reference nets of its report, NetAdapt's start), for export-ops EXP.yaml.
+    extra: tuple[Signature, ...] = ()
 
     @property
     def se_gate(self) -> str:
@@ -72,11 +75,13 @@ class Coverage:
     def signatures(self, channel_step: int) -> list[Signature]:
         """Every reachable signature, in a deterministic order."""
         if self.space is not None:
-            return space_signatures(self.space)
-        assert self.arch is not None
-        seen = dict.fromkeys(signatures(self.arch))
-        for variant in shrink_variants(self.arch, channel_step):
-            seen.update(dict.fromkeys(signatures(variant)))
+            seen = dict.fromkeys(space_signatures(self.space))
+        else:
+            assert self.arch is not None
+            seen = dict.fromkeys(signatures(self.arch))
+            for variant in shrink_variants(self.arch, channel_step):
+                seen.update(dict.fromkeys(signatures(variant)))
+        seen.update(dict.fromkeys(self.extra))
         return list(seen)
 
     def sample(self, n: int, rng: random.Random, channel_step: int) -> list[tuple[Arch, str]]:

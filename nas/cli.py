@@ -415,8 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=_results)
 
-    from latency.cli import add_latency_commands
+    from latency.cli import add_latency_commands, set_experiment_coverage
+    from nas.coverage import experiment_coverage
     add_latency_commands(sub)
+    set_experiment_coverage(experiment_coverage)
     return parser
 
 

@@ -62,6 +62,25 @@ def experiment_signatures(cfg: "ExperimentConfig", space: FactorizedSpace,
     return list(sigs)
 
 
+def experiment_coverage(path: str) -> Coverage:
+    """What `nas latency export-ops EXP.yaml` exports: the experiment's space with every
+    other operator it prices (the report's reference nets, NetAdapt's named start and
+    its shrink grids)."""
+    from nas.config import build_space, load_config
+    from nas.data import load_data
+    from nas.stages.netadapt import resolve_start
+
+    cfg = load_config(path)
+    splits = load_data(cfg.data, cfg.search.resolution, cfg.source, cfg.limits.max_data_gib)
+    space = build_space(cfg, splits.num_classes)
+    start = None
+    if cfg.netadapt is not None and "netadapt" in cfg.stages and (
+            cfg.netadapt.start is not None or "search" not in cfg.stages):
+        start = resolve_start(cfg, splits.num_classes)[0]
+    return Coverage(Path(path).stem, space=space,
+                    extra=tuple(experiment_signatures(cfg, space, start)))
+
+
 def check_coverage(model: "TableModel", sigs: list[Signature], key: str, source: str,
                    resolution: int) -> None:
     """Refuse (one line) when `model`'s table can neither look up nor fill some of

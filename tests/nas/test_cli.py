@@ -126,3 +126,41 @@ def test_a_device_the_machine_lacks_is_refused_before_the_run(
                    f"{__import__('torch').__version__} sees no CUDA device (device: auto "
                    f"uses one when there is one)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_phone_table_flow_from_export_ops_of_an_experiment_to_a_valid_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """export-ops EXP.yaml writes exactly the operators the experiment prices (its space
+    and the report's reference nets); once timed, that table validates under policy
+    error; one row short, the run is refused."""
+    from latency.table import LatencyTable
+
+    exp = tmp_path / "exp.yaml"
+    table = tmp_path / "phone.csv"
+    exp.write_text(f"""\
+name: phone
+search: {{space: mobilenetv3, resolution: 16, stem_stride: 1, ops: [dsconv],
+         skeleton: {{stem: 8, head_conv: 16, head_hidden: 32,
+                     blocks: [{{width: 8, layers: 1, stride: 1}}]}},
+         num_trials: 1, executor: inline}}
+data: {{kind: synthetic, synthetic: {{num_classes: 4, train_size: 60, test_size: 10,
+                                      image_size: 16}}}}
+train: {{steps: 1, batch_size: 8, threads: 1}}
+latency: {{kind: table, path: {table}}}
+reward: {{target_ms: 2.0}}
+""")
+    assert main(["latency", "export-ops", "--space", str(exp), "--out",
+                 str(tmp_path / "ops")]) == 0
+    template = (tmp_path / "ops" / "template.csv").read_text().splitlines()
+    rows = [line for line in template if line and not line.startswith("#")][1:]
+    assert len(rows) == len(list((tmp_path / "ops" / "ops").glob("*.onnx")))
+    timed = [line if line.startswith("#") else line.replace(",,,,", ",0.01,,,", 1)
+             for line in template]
+    table.write_text("\n".join(line.replace("# device: ", "# device: phone")
+                               for line in timed) + "\n")
+    assert len(LatencyTable.load(table)) == len(rows)
+    capsys.readouterr()
+    assert main(["validate", str(exp)]) == 0, capsys.readouterr().err
+    table.write_text("\n".join(timed[:-1]) + "\n")  # one operator short
+    assert main(["validate", str(exp)]) == 2
+    assert "latency.path: 1 of the" in capsys.readouterr().err
