@@ -6,7 +6,6 @@ before the run directory is created, so a bad input leaves no half-written run.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from search_spaces import limits
-from search_spaces.checks import fraction, non_negative, one_of, positive
+from search_spaces.checks import fraction, one_of, positive
 from search_spaces.errors import UserError
 from search_spaces.files import atomic_write
 from search_spaces.kinds import KINDS, kind_of, role_widths

@@ -1,6 +1,10 @@
-"""The one error type for mistakes a user can make (bad YAML, JSON, tables, data)."""
+"""The error types a user sees: `UserError` for a mistake in an input (bad YAML, JSON,
+tables, data), `WriteError` for a file that could not be written; and the one reader
+of a user's text file."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from search_spaces.limits import MAX_TEXT_BYTES
 
@@ -25,19 +29,17 @@ class WriteError(Exception):
     so once there is room `nas resume` continues where the run stopped.
     """
 
-    def __init__(self, path: "Path | str", err: OSError) -> None:
+    def __init__(self, path: Path | str, err: OSError) -> None:
         self.path = str(path)
         super().__init__(f"cannot write {path}: {err.strerror or err}")
 
 
-def read_user_text(path: "Path | str", what: str = "") -> str:
+def read_user_text(path: Path | str, what: str = "") -> str:
     """A user's text file as str; unreadable, oversized (`limits.MAX_TEXT_BYTES`) or
     non-UTF-8 files are a `UserError`.
 
     A UTF-8 byte-order mark (as spreadsheets write) is dropped.
     """
-    from pathlib import Path
-
     path = Path(path)
     label = f"cannot read{' ' + what if what else ''}"
     try:

@@ -394,7 +394,6 @@ def test_two_writers_on_one_run(tmp_path: Path, capsys: pytest.CaptureFixture,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """`nas resume RUN` while another command writes RUN exits 2 naming the holder and
     changes nothing; once the holder is gone (killed), resume works."""
-    import os
     from helpers import run_lock_held_elsewhere
 
     monkeypatch.chdir(tmp_path)
