@@ -8,7 +8,6 @@ valid table (docs/latency.md walks through it).
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -18,10 +17,8 @@ import torch
 from latency.measure import onnx_bytes
 from latency.profiler import Coverage, Progress
 from latency.signature import Signature, build_op
-from latency.table import COLUMNS, format_header
+from latency.table import write_template
 from search_spaces.files import atomic_write
-
-TEMPLATE_COLUMNS = COLUMNS + ("file",)
 
 
 def export_op(sig: Signature, path: Path, se_gate: str) -> None:
@@ -51,11 +48,8 @@ def export_ops(coverage: Coverage, out_dir: Path, channel_step: int = 8,
             **coverage.meta(channel_step),
             "exported_with": f"torch {torch.__version__}, ONNX opset 17"}
     template = out_dir / "template.csv"
-    with open(template, "w", newline="") as f:
-        f.write("# Fill in device, backend, threads and date above, and latency_ms (ms,\n"
-                "# batch 1) for every row by timing the model named in its file column.\n")
-        f.write(format_header(meta, TEMPLATE_COLUMNS))
-        writer = csv.writer(f, lineterminator="\n")
-        for sig in sigs:
-            writer.writerow([str(v) for v in sig.key()] + ["", "", "", f"ops/{sig.slug()}.onnx"])
+    write_template(template, meta, sigs,
+                   "Fill in device, backend, threads and date above, and latency_ms (ms,\n"
+                   "batch 1) for every row by timing the model named in its file column.",
+                   [f"ops/{sig.slug()}.onnx" for sig in sigs])
     return template

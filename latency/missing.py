@@ -16,7 +16,7 @@ import numpy as np
 
 from latency.measure import DEVICES, Protocol, prepare, time_interleaved
 from latency.signature import Signature, build_op
-from latency.table import LatencyTable, Row
+from latency.table import LatencyTable, Row, write_template
 from search_spaces.counting import activation_elements
 from search_spaces.errors import UserError
 
@@ -50,20 +50,9 @@ def unfillable(table: LatencyTable, sigs: Sequence[Signature], policy: str
 
 def write_missing(table: LatencyTable, sigs: Sequence[Signature], path: Path) -> None:
     """`sigs` as rows to fill in (the table's format, empty `latency_ms`), at `path`."""
-    import csv
-    import io
-
-    from latency.table import COLUMNS, format_header
-    from search_spaces.files import atomic_write
-
-    buf = io.StringIO()
-    buf.write("# Operators the experiment needs that the table cannot price: time each on\n"
-              "# the device (batch 1), fill latency_ms, and append the rows to the table.\n")
-    buf.write(format_header({k: v for k, v in table.meta.items() if k != "format"}, COLUMNS))
-    writer = csv.writer(buf, lineterminator="\n")
-    for sig in sigs:
-        writer.writerow([str(v) for v in sig.key()] + ["", "", ""])
-    atomic_write(path, buf.getvalue())
+    write_template(path, table.meta, sigs,
+                   "Operators the experiment needs that the table cannot price: time each on\n"
+                   "the device (batch 1), fill latency_ms, and append the rows to the table.")
 
 
 # ------------------------------------------------------------------ interpolate

@@ -184,6 +184,23 @@ def format_header(meta: dict[str, str], columns: Iterable[str] = COLUMNS) -> str
     return "\n".join(lines) + "\n" + ",".join(columns) + "\n"
 
 
+def write_template(path: Path, meta: dict[str, str], sigs: Iterable[Signature],
+                   comment: str, files: Iterable[str] | None = None) -> None:
+    """Rows to time and fill in: the table format with `latency_ms` (and `std_ms`,
+    `count`) empty, and a `file` column naming each operator's model when `files` is
+    given; `comment` opens the file. Written atomically."""
+    files = list(files) if files is not None else None
+    columns = COLUMNS + (("file",) if files is not None else ())
+    buf = io.StringIO()
+    buf.write("".join(f"# {line}\n" for line in comment.splitlines()))
+    buf.write(format_header({k: v for k, v in meta.items() if k != "format"}, columns))
+    writer = csv.writer(buf, lineterminator="\n")
+    for i, sig in enumerate(sigs):
+        writer.writerow([str(v) for v in sig.key()] + ["", "", ""]
+                        + ([files[i]] if files is not None else []))
+    atomic_write(path, buf.getvalue())
+
+
 def append_rows(path: Path, rows: Iterable[Row], columns: Iterable[str] = COLUMNS) -> None:
     columns = tuple(columns)
     with writing(path), open(path, "a", newline="") as f:

@@ -120,9 +120,10 @@ class ExportConfig:
 
 @dataclass
 class LimitsConfig:
-    """`limits:` the ceilings a run may be raised to (README "Limits"), checked before
-    anything is allocated: the largest network the search space, NetAdapt's start or
-    a reference can build, and the images held in memory (read and resized)."""
+    """`limits:` ceilings of one experiment, checked before anything is allocated: the
+    parameters of the space's largest child (or its supernet) and of NetAdapt's named
+    start, and the images held in memory (read and resized). Any Arch file is also
+    refused past `search_spaces.limits.MAX_PARAMS` whatever this says."""
 
     max_params: int = field(default=limits.MAX_PARAMS, metadata={"check": positive})
     max_data_gib: float = field(default=limits.MAX_DATA_GIB, metadata={"check": positive})

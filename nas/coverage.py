@@ -47,6 +47,11 @@ def reference_signatures(arch_like: FactorizedSpace | Arch, names: tuple[str, ..
     return list(sigs)
 
 
+def netadapt_signatures(start: Arch, channel_step: int) -> list[Signature]:
+    """NetAdapt's start and every one-dimensional shrink of it NetAdapt can propose."""
+    return Coverage(start.name or "start", arch=start).signatures(channel_step)
+
+
 def experiment_signatures(cfg: "ExperimentConfig", space: FactorizedSpace,
                           netadapt_start: Arch | None) -> list[Signature]:
     """Every operator signature the experiment's stages and its report will price."""
@@ -56,8 +61,8 @@ def experiment_signatures(cfg: "ExperimentConfig", space: FactorizedSpace,
     if "search" in cfg.stages:
         sigs.update(dict.fromkeys(space_signatures(space)))
     if netadapt_start is not None and cfg.netadapt is not None:
-        sigs.update(dict.fromkeys(Coverage(netadapt_start.name or "start", arch=netadapt_start)
-                                  .signatures(cfg.netadapt.channel_step)))
+        sigs.update(dict.fromkeys(netadapt_signatures(netadapt_start,
+                                                      cfg.netadapt.channel_step)))
     sigs.update(dict.fromkeys(reference_signatures(netadapt_start or space, REFERENCES)))
     return list(sigs)
 

@@ -14,9 +14,8 @@ from typing import Callable
 import torch
 
 from latency.model import LatencyModel, TableModel, make_model
-from latency.profiler import Coverage
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
-from nas.coverage import check_coverage, experiment_signatures
+from nas.coverage import check_coverage, experiment_signatures, netadapt_signatures
 from nas.data import Splits, load_data
 from nas.raytune import check_address, make_executor, run_ray
 from nas.rundir import RunDir
@@ -30,7 +29,7 @@ from nas.stages.netadapt import netadapt_stage, resolve_start
 from nas.stages.report import write_report
 from nas.step import make_step
 from nas.train import resolve_device
-from search_spaces.arch import Arch
+from search_spaces.arch import Arch, size_problems
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.files import read_record
@@ -85,6 +84,9 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
         if cfg.netadapt.start is not None or "search" not in cfg.stages:
             prep.netadapt_start = resolve_start(cfg, splits.num_classes)
+            problems = size_problems(prep.netadapt_start[0], cfg.limits.max_params)
+            if problems:
+                raise UserError(f"netadapt.start: {problems[0]}", cfg.source)
     _check_tables(prep)
     return prep
 
@@ -100,8 +102,8 @@ def _check_tables(prep: Prepared) -> None:
     na = prep.netadapt_latency
     if isinstance(na, TableModel) and na is not prep.latency and start is not None:
         assert cfg.netadapt is not None
-        sigs = Coverage("start", arch=start).signatures(cfg.netadapt.channel_step)
-        check_coverage(na, sigs, "netadapt.latency.path", cfg.source, start.resolution)
+        check_coverage(na, netadapt_signatures(start, cfg.netadapt.channel_step),
+                       "netadapt.latency.path", cfg.source, start.resolution)
 
 
 def search_stage(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> SearchCore:

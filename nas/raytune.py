@@ -206,7 +206,6 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
         session = worker.global_worker.node.get_session_dir_path()
     except Exception:  # pragma: no cover - another Ray version: nothing to clean up later
         return
-    storage.mkdir(parents=True, exist_ok=True)
     atomic_write(storage / DRIVER_FILE, json.dumps({"pid": os.getpid(), "session": session}))
 
 

@@ -233,12 +233,11 @@ _LAYER_COMMON = {
 }
 
 
-def arch_from_dict(data: Any, source: str = "<arch>",
-                   max_params: int = limits.MAX_PARAMS) -> Arch:
+def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
     """Build an `Arch` from its JSON form; every problem is a `UserError`.
 
     Unknown or missing fields, unsupported values, widths and sizes past the limits
-    (`search_spaces.limits`, `max_params` counted before anything is built) and channel
+    (`search_spaces.limits`; parameters counted before anything is built) and channel
     mismatches between consecutive layers are all reported with their key path
     (`layers[3].kernel`).
     """
@@ -309,7 +308,7 @@ def arch_from_dict(data: Any, source: str = "<arch>",
         stem=Stem(**stem), layers=tuple(layers), head=Head(**head),
     )
     _raise(chain_problems(arch), source)
-    _raise(size_problems(arch, max_params), source)
+    _raise(size_problems(arch), source)
     return arch
 
 
@@ -357,6 +356,6 @@ def _raise(errors: list[str], source: str) -> None:
     raise UserError(errors[0] + more, source)
 
 
-def load_arch(path: str | Path, max_params: int = limits.MAX_PARAMS) -> Arch:
+def load_arch(path: str | Path) -> Arch:
     """Read an Arch JSON file strictly."""
-    return arch_from_dict(read_json(path), str(path), max_params)
+    return arch_from_dict(read_json(path), str(path))

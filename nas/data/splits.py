@@ -25,7 +25,6 @@ from nas.data.raw import Budget, Reader
 from nas.data.synthetic import read_synthetic
 from search_spaces import limits
 from search_spaces.errors import UserError
-from search_spaces.limits import MAX_DATA_GIB
 from search_spaces.seeds import seed_for
 
 _READERS: dict[str, Reader] = {
@@ -100,7 +99,7 @@ class Splits:
 
 
 def load_data(cfg: DataConfig, resolution: int, source: str,
-              max_gib: float = MAX_DATA_GIB) -> Splits:
+              max_gib: float = limits.MAX_DATA_GIB) -> Splits:
     """Read, split, subset and resize the data `cfg` describes, in at most `max_gib`
     of images (`limits.max_data_gib`, checked before each allocation).
 
@@ -173,17 +172,18 @@ def load_data(cfg: DataConfig, resolution: int, source: str,
 
 
 def load_whole(cfg: DataConfig, resolution: int, mean: tuple[float, ...],
-               std: tuple[float, ...], source: str, max_gib: float = MAX_DATA_GIB
+               std: tuple[float, ...], source: str, max_gib: float = limits.MAX_DATA_GIB
                ) -> ImageSet:
     """Every image of a data file to score a trained network on: its own test arrays
     when it has them (`x_test`/`y_test`, CIFAR's test_batch), else all of it, in file
     order, normalised with the network's `mean`/`std` (not statistics of the file)."""
-    raw = _READERS[cfg.kind](cfg, resolution, source, Budget(max_gib))
+    budget = Budget(max_gib)
+    raw = _READERS[cfg.kind](cfg, resolution, source, budget)
     images, labels = raw.images, raw.labels
     if raw.test_images is not None and raw.test_labels is not None:
         images, labels = raw.test_images, raw.test_labels
     idx = torch.arange(len(labels))
-    Budget(max_gib).check(len(idx) * 3 * resolution**2,
+    budget.check(len(idx) * 3 * resolution**2,
                           f"{len(idx):,} images at {resolution}x{resolution}", source)
     return ImageSet(_resize(_nchw(images, idx), resolution), torch.as_tensor(labels),
                     raw.classes, tuple(mean), tuple(std))

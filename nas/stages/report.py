@@ -112,9 +112,10 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             out += _rerank_section(run)
 
     history = run.netadapt.history_csv
-    if history.is_file():
-        hist = read_frame(history, HISTORY, ("latency_ms", "accuracy", "chosen"))
-        summary = _read_json(run.netadapt.summary_json) or {}
+    hist = read_frame(history, HISTORY, ("latency_ms", "accuracy", "chosen")) \
+        if history.is_file() else None
+    summary = _read_json(run.netadapt.summary_json) or {}
+    if hist is not None:
         chosen = hist[hist["chosen"] == 1]
         out += ["## NetAdapt", "",
                 f"L0 {summary.get('L0_ms', float('nan')):.4g} ms, target "
@@ -149,10 +150,9 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             out += [f"Exported: {', '.join(sorted(exports))} (beside "
                     f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
     target = rw.target_ms if "search" in cfg.stages else None
-    netadapt_summary = _read_json(run.netadapt.summary_json)
-    if netadapt_summary and "netadapt" in cfg.stages:
-        target = netadapt_summary.get("target_ms", target)
-    if _plot(run, frame, target, metrics):
+    if "netadapt" in cfg.stages:
+        target = summary.get("target_ms", target)
+    if _plot(run, frame, hist, target, metrics):
         out += ["![accuracy vs latency](pareto.png)", ""]
     path = run.report_md
     atomic_write(path, "\n".join(out))
@@ -178,8 +178,8 @@ def _rerank_section(run: RunDir) -> list[str]:
             _table(rr[cols]), ""]
 
 
-def _plot(run: RunDir, frame: pd.DataFrame | None, target_ms: float | None,
-          final: dict | None) -> bool:
+def _plot(run: RunDir, frame: pd.DataFrame | None, hist: pd.DataFrame | None,
+          target_ms: float | None, final: dict | None) -> bool:
     """pareto.png: every child, the front, the NetAdapt path, the final network and
     the latency target; False without matplotlib."""
     try:
@@ -188,8 +188,7 @@ def _plot(run: RunDir, frame: pd.DataFrame | None, target_ms: float | None,
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    history = run.netadapt.history_csv
-    if (frame is None or not len(frame)) and not history.is_file():
+    if (frame is None or not len(frame)) and hist is None:
         return False
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if frame is not None and len(frame):
@@ -200,8 +199,7 @@ def _plot(run: RunDir, frame: pd.DataFrame | None, target_ms: float | None,
             front = read_frame(pareto, ("latency_ms", "accuracy"),
                                ("latency_ms", "accuracy")).sort_values("latency_ms")
             ax.plot(front["latency_ms"], front["accuracy"], "k-", lw=1, label="Pareto front")
-    if history.is_file():
-        hist = read_frame(history, HISTORY, ("latency_ms", "accuracy", "chosen"))
+    if hist is not None:
         path = hist[hist["chosen"] == 1]
         ax.plot(path["latency_ms"], path["accuracy"], "o-", color="tab:red", ms=4,
                 label="NetAdapt path")
