@@ -226,6 +226,21 @@ def _stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+def session_pids(session: str) -> list[int]:
+    """Live processes (not this one) with a file open in Ray session folder `session`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(session + os.sep)
+                   for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to look at
+            continue
+    return found
+
+
 def reap_orphans(storage: Path) -> list[int]:
     """Stop the processes of the local Ray that a killed driver of this run started
     (a `kill -9`'d driver leaves Ray's agents behind): those with a file open in its
@@ -239,16 +254,7 @@ def reap_orphans(storage: Path) -> list[int]:
         return []
     if pid == os.getpid() or (proc / str(pid)).exists() or not proc.is_dir():
         return []  # its driver still runs (or this is it): not orphans
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if any(os.readlink(fd).startswith(session + os.sep)
-                   for fd in (entry / "fd").iterdir()):
-                found.append(int(entry.name))
-        except OSError:  # gone, or not ours to look at
-            continue
+    found = session_pids(session)
     for orphan in found:
         try:
             os.kill(orphan, signal.SIGKILL)
