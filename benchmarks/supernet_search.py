@@ -14,7 +14,10 @@ epochs) and scored once on that seed's carved test split:
 
 Latency is the experiment's latency model (benchmarks/supernet_search.yaml). Every
 step is recorded as it finishes in `--out` (one row per network), and searches are
-run directories under `--work`, so a killed benchmark continues where it stopped:
+run directories under `--work`, so a killed benchmark continues where it stopped. The
+rows (`benchmarks/results/supernet_search.csv`) are tracked in git; the searches'
+run directories (`--work`, git-ignored) are scratch. Seeds may run side by side, one
+per core (`taskset -c 0 python ... --seeds 1 & taskset -c 1 python ... --seeds 2`):
 
     python benchmarks/supernet_search.py --seeds 0 1 2
     python benchmarks/supernet_search.py --seeds 0 --final-epochs 2 --quick   # a smoke run
@@ -161,9 +164,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: tiny budgets (not a result)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "supernet_search")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path,
+                    default=ROOT / "benchmarks" / "results" / "supernet_search.csv")
     args = ap.parse_args()
-    out = args.out or args.work / "results.csv"
+    out = args.out
     quick = ["search.num_trials=6", "supernet.epochs=0.1", "supernet.rerank_top_k=2",
              "train.epochs=0.02"] if args.quick else []
     for seed in args.seeds:
