@@ -111,9 +111,13 @@ def make_searcher(feed: JobFeed) -> Any:
 
 def _trainable(config: dict, step: Step) -> None:
     tune, _ = _import_tune()
+    import ray
+
     result = run_guarded(step, Job.from_dict(config["job"]))
+    # the node is in Tune's result.json of the trial: on a cluster, where it ran
     tune.report({"accuracy": result.accuracy, "error": result.error,
-                 "wall_s": result.wall_s, "images_per_s": result.images_per_s})
+                 "wall_s": result.wall_s, "images_per_s": result.images_per_s,
+                 "node_id": ray.get_runtime_context().get_node_id()})
 
 
 def run_tune(feed: JobFeed, step: Step, cfg: RayConfig, storage: Path, name: str) -> None:
@@ -128,12 +132,19 @@ def run_tune(feed: JobFeed, step: Step, cfg: RayConfig, storage: Path, name: str
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=concurrent, reuse_actors=True),
+                                    max_concurrent_trials=concurrent, reuse_actors=True,
+                                    # Tune's default folder name spells out the whole
+                                    # job (the Arch), past what a file name may hold
+                                    trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(storage_path=str(storage.resolve()), name=name, verbose=0),
     )
     tuner.fit()
     if searcher.error is not None:
         raise searcher.error
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def _concurrency(cfg: RayConfig, storage: Path) -> int:
@@ -179,10 +190,7 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
             with _stderr_to(storage / "driver.log"):
                 ray.init(address=cfg.address, **kwargs)
         except Exception as err:  # refused, unreachable, bad token: Ray's own types
-            why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise UserError(f"ray.address: cannot join the Ray cluster at {cfg.address} "
-                            f"({why}); see README 'On a Ray cluster' (its token) and "
-                            f"{storage / 'driver.log'}") from None
+            raise UserError(_join_failure(cfg.address, err, storage)) from None
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         print(f"ray: joined the cluster at {cfg.address}: {len(nodes)} node(s), "
               f"{ray.cluster_resources().get('CPU', 0):g} CPUs", file=sys.stderr, flush=True)
@@ -207,6 +215,23 @@ def _init_ray(cfg: RayConfig, storage: Path) -> None:
     except Exception:  # pragma: no cover - another Ray version: nothing to clean up later
         return
     atomic_write(storage / DRIVER_FILE, json.dumps({"pid": os.getpid(), "session": session}))
+
+
+def _join_failure(address: str, err: Exception, storage: Path) -> str:
+    """One line for a failed join. Ray raises a generic "failed to connect" for a
+    refused token too; the reason is only in its log, so the log is read for it."""
+    log = storage / "driver.log"
+    try:
+        refused = "InvalidAuthToken" in log.read_text(errors="replace")
+    except OSError:
+        refused = False
+    if refused:
+        why = ("the cluster refused this driver's token: export RAY_AUTH_MODE=token and "
+               "give the driver the head's ~/.ray/auth_token or RAY_AUTH_TOKEN")
+    else:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return (f"ray.address: cannot join the Ray cluster at {address} ({why}); see README "
+            f"'On a Ray cluster' and {log}; once fixed: nas resume {storage.parent}")
 
 
 @contextmanager
