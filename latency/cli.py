@@ -1,4 +1,5 @@
-"""`nas latency build | check | calibrate | export-ops | predict`: the latency commands."""
+"""`nas latency build | check | calibrate | export-ops | predict | measure`: the latency
+commands."""
 
 from __future__ import annotations
 
@@ -132,10 +133,72 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{est.ms:.4f} ms ({est.source}; sum of rows {est.raw_ms:.4f} ms)")
 
 
+def _measure(args: argparse.Namespace) -> None:
+    from latency.deployed import onnx_file_runner, relative_error
+    from latency.measure import arch_runner, time_interleaved
+    from latency.missing import cpu_model
+
+    target = Path(args.model)
+    if target.is_dir():  # a network folder: its ONNX export, else its arch.json
+        target = target / "model.onnx" if (target / "model.onnx").is_file() \
+            else target / "arch.json"
+    is_onnx = target.suffix == ".onnx"
+    backend = args.backend or ("onnxruntime" if is_onnx else "torch")
+    if is_onnx and backend != "onnxruntime":
+        raise UserError(f"--backend {backend}: an ONNX file runs under onnxruntime; give "
+                        f"the network's arch.json to time it in torch", str(target))
+    arch_spec = args.arch or (target.with_name("arch.json") if is_onnx else target)
+    arch = None
+    if not is_onnx or Path(arch_spec).is_file():
+        arch = with_input(resolve_arch(arch_spec), args.resolution, args.classes,
+                          args.stem_stride)
+    if is_onnx and not target.is_file():
+        raise UserError("no such file", str(target))
+    protocol = Protocol(backend, "cpu", args.threads, args.warmup, args.repeats,
+                        args.percentile)
+    protocol.check()
+    model = None
+    if args.table:  # every input checked before anything is timed
+        if arch is None:
+            raise UserError("--table: predicting needs the network's Arch: pass --arch "
+                            "ARCH.json (or keep arch.json beside the ONNX file)", str(target))
+        model = TableModel(LatencyTable.load(args.table), args.policy)
+    if is_onnx:
+        if arch is None and args.resolution is None:
+            raise UserError("--resolution: needed for an ONNX file with no arch.json beside "
+                            "it (or pass --arch)", str(target))
+        side = arch.resolution if arch is not None else args.resolution
+        channels = arch.in_ch if arch is not None else 3
+        runner = onnx_file_runner(target, (1, channels, side, side), protocol.threads)
+    else:
+        assert arch is not None
+        runner = arch_runner(arch, protocol)
+    timing = time_interleaved([runner], protocol, settle=1)[0]
+    out = {"model": str(target), "backend": backend, "threads": protocol.threads,
+           "measured_ms": timing.ms, "std_ms": timing.std_ms, "runs": timing.count,
+           "statistic": f"p{protocol.percentile:g}", "machine": cpu_model()}
+    if model is not None:
+        assert arch is not None
+        est = model.predict(arch)
+        out.update(table=args.table, predicted_ms=est.ms,
+                   relative_error=relative_error(est.ms, timing.ms))
+    if args.json:
+        print(to_json(out, indent=None))
+        return
+    line = (f"{target}: {timing.ms:.4f} ms measured ({backend}, {protocol.threads} "
+            f"thread(s), batch 1, p{protocol.percentile:g} of {timing.count} runs, spread "
+            f"{timing.std_ms:.4f} ms) on {out['machine']}")
+    if args.table:
+        line += (f"; predicted {out['predicted_ms']:.4f} ms by {args.table} "
+                 f"({out['relative_error']:+.1%})")
+    print(line)
+
+
 def add_latency_commands(sub: argparse._SubParsersAction) -> None:
     """Register `nas latency ...` on the `nas` parser's subcommands."""
     lat = sub.add_parser("latency",
-                         help="latency tables: build, check, calibrate, export-ops, predict")
+                         help="latency tables: build, check, calibrate, export-ops, predict; "
+                              "measure a model")
     cmds = lat.add_subparsers(dest="latency_command", required=True, metavar="COMMAND")
 
     p = cmds.add_parser("build", help="time every operator a space can reach into a table")
@@ -191,6 +254,27 @@ def add_latency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", action="store_true", help="the plain sum of rows, uncalibrated")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict)
+
+    p = cmds.add_parser("measure", help="time an exported model or an Arch end to end here "
+                                        "(with --table: against the table's prediction)")
+    p.add_argument("model", help="MODEL.onnx, ARCH.json, a reference net name, or a folder "
+                   "with model.onnx / arch.json (a run's final/)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="default: onnxruntime for an ONNX file, torch for an Arch")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=Protocol.warmup, help="untimed rounds")
+    p.add_argument("--repeats", type=int, default=Protocol.repeats, help="timed rounds")
+    p.add_argument("--percentile", type=float, default=Protocol.percentile,
+                   help="statistic over the timed rounds (default %(default)s)")
+    p.add_argument("--table", help="a latency table: print its prediction and the error")
+    p.add_argument("--policy", choices=POLICIES, default="interpolate",
+                   help="for rows the table lacks (default %(default)s)")
+    p.add_argument("--arch", help="the ONNX file's Arch JSON (default: arch.json beside it)")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--classes", type=int)
+    p.add_argument("--stem-stride", type=int, choices=(1, 2))
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_measure)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ class ExportConfig:
     """`export:` the formats written beside `final/arch.json` + `weights.pt`."""
 
     formats: list[Literal["onnx", "pt2"]] = field(default_factory=lambda: ["onnx"])
+    # time the exported model (ONNX Runtime and torch) here, beside the prediction
+    measure: bool = True
 
 
 @dataclass

@@ -26,7 +26,7 @@ from nas.search.supernet import (ChildScorer, child_values, ensure_supernet,
                                  inherited_child, rerank, supernet_step)
 from nas.stages.final import export_stage, final_train
 from nas.stages.netadapt import netadapt_stage, resolve_start
-from nas.stages.report import write_report
+from nas.stages.report import result_target, write_report
 from nas.step import make_step
 from nas.train import resolve_device
 from search_spaces.arch import Arch, size_problems
@@ -207,7 +207,7 @@ def run_stages(prep: Prepared, run: RunDir, log: Callable[[str], None]) -> None:
                         prep.cfg.seed, log, prep.cfg.report.train_references,
                         inherit=lambda arch: supernet_init(prep, run, arch))
         elif stage == "export":
-            export_stage(prep.cfg.export, run, log)
+            export_stage(prep.cfg.export, run, log, prep.latency, result_target(prep.cfg, run))
         write_report(run, prep.latency)  # after each stage: always current
     log(f"report: {run.report_md}")
 

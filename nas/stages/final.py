@@ -15,13 +15,14 @@ from typing import Callable, Mapping
 
 import torch
 
+from latency.deployed import latency_record, pricing, time_exported
 from latency.measure import compute_lock
 from latency.model import LatencyModel
 from nas.config import ExportConfig, FinalConfig
 from nas.data import Splits
 from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
-from nas.stages.export import Preprocessing, export
+from nas.stages.export import Preprocessing, export, load_model
 from nas.stages.report import FINAL_METRICS, REFERENCES
 from nas.train import TrainConfig, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
@@ -120,8 +121,10 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
     return out
 
 
-def export_stage(export_cfg: ExportConfig, run: RunDir, log: Callable[[str], None]) -> None:
-    """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`."""
+def export_stage(export_cfg: ExportConfig, run: RunDir, log: Callable[[str], None],
+                 latency: LatencyModel | None = None, target_ms: float | None = None) -> None:
+    """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`; then,
+    with `export.measure`, the exported model timed here into `final/metrics.json`."""
     folder = run.final
     if not folder.complete():
         raise UserError("export: no trained final network (run the final_train stage)",
@@ -133,3 +136,30 @@ def export_stage(export_cfg: ExportConfig, run: RunDir, log: Callable[[str], Non
     for fmt in todo:
         diff = export(net.arch, net.weights, fmt, folder.model(fmt))
         log(f"export: {folder.model(fmt)} (max |torch - exported| {diff:.1e})")
+    if export_cfg.measure and latency is not None:
+        _measure_exported(run, net.arch, net.weights, latency, target_ms, log)
+
+
+def _measure_exported(run: RunDir, arch: Arch, weights: Path | None, latency: LatencyModel,
+                      target_ms: float | None, log: Callable[[str], None]) -> None:
+    """Time `final/model.onnx` (when exported) and the torch model with the latency
+    protocol; add the measured and predicted latency to `final/metrics.json`."""
+    folder = run.final
+    metrics = read_record(folder.metrics_json, FINAL_METRICS)
+    if "latency_measured_ms" in metrics:
+        return
+    price = pricing(latency)
+    onnx = folder.model("onnx")
+    log(f"export: timing the exported model on this machine ({price.protocol.threads} "
+        f"thread(s), batch 1, {price.protocol.repeats} runs)")
+    timings = time_exported(load_model(arch, weights), (1, arch.in_ch, arch.resolution,
+                                                        arch.resolution),
+                            onnx if onnx.is_file() else None, price.protocol)
+    record = latency_record(metrics["latency_ms"], target_ms, timings, price)
+    write_json(folder.metrics_json, {**metrics, **record})
+    measured = ", ".join(f"{b} {t.ms:.3f} ms" for b, t in timings.items())
+    error = record["latency_relative_error"]
+    versus = (f"predicted {record['latency_predicted_ms']:.3f} ms ({error:+.1%} against "
+              f"{record['latency_compared_backend']})" if error is not None else
+              f"predicted {record['latency_predicted_ms']:.3f} ms for {price.describes}")
+    log(f"export: measured {measured}; {versus}")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from latency.model import LatencyModel
-from nas.config import load_config
+from nas.config import ExperimentConfig, load_config
 from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
@@ -71,12 +71,26 @@ def reference_rows(arch: Arch, latency: LatencyModel | None,
     return rows
 
 
+def result_target(cfg: ExperimentConfig, run: RunDir) -> float | None:
+    """The latency the final network was meant to meet: NetAdapt's target when it ran
+    (its summary holds the resolved one), else the search's reward target."""
+    target = cfg.reward.target_ms if "search" in cfg.stages else None
+    if "netadapt" in cfg.stages:
+        summary = _read_json(run.netadapt.summary_json) or {}
+        target = summary.get("target_ms", target)
+    return target
+
+
 def write_report(run: RunDir, latency: LatencyModel | None = None,
                  log: Callable[[str], None] | None = None) -> Path:
     """Write `report.md` (+ `pareto.png` when matplotlib is installed); returns its path."""
     cfg = load_config(run.config_path)
-    out = [f"# {cfg.name}: run `{run.root.name}`", "", f"Run directory: `{run.root}`; the "
-           f"resolved configuration is `{run.config_path.name}` beside this file.", ""]
+    out = [f"# {cfg.name}: run `{run.root.name}`", ""]
+    metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
+    if metrics is not None:
+        out += _result_section(run, metrics, latency, result_target(cfg, run))
+    out += [f"Run directory: `{run.root}`; the resolved configuration is "
+            f"`{run.config_path.name}` beside this file.", ""]
     s, lat, rw = cfg.search, cfg.latency, cfg.reward
     facts = [("stages", " -> ".join(cfg.stages)),
              ("space", f"{s.space}, skeleton {s.skeleton or 'default'}, {s.resolution}x"
@@ -125,7 +139,6 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                 _table(chosen[["iteration", "proposal", "layers", "width_before", "width_after",
                                "latency_ms", "accuracy", "metric"]]), ""]
 
-    metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
     if metrics is not None:
         arch = run_net(run, "final").arch
         out += ["## Final network", "",
@@ -133,13 +146,6 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                 f"{metrics['epochs']:.3g} epochs. Test top-1 **{_fmt(metrics['test_top1'])}** "
                 f"on {metrics['test_images']} held-out images (never seen by search or "
                 f"NetAdapt); validation top-1 {metrics['val_top1']:.4f}.", ""]
-        refs = _read_json(run.final.references_json)
-        rows = [{"network": "this run", "test top-1": metrics["test_top1"],
-                 "latency_ms": metrics["latency_ms"], "params": f"{metrics['params']:,}",
-                 "MMACs": round(metrics["macs"] / 1e6, 2)}]
-        rows += reference_rows(arch, latency, refs)
-        out += ["Against the reference nets at the same input size, under the same latency "
-                "model:", "", _table(pd.DataFrame(rows)), ""]
         layers = pd.DataFrame([{"piece": r.name, "op": r.desc, "in": r.in_hw, "out": r.out_hw,
                                 "channels": r.out_ch, "params": r.params, "MACs": r.macs}
                                for r in count_rows(arch)])
@@ -149,16 +155,48 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             beside = (run.final.arch_json, run.final.weights_pt, run.final.preprocessing_json)
             out += [f"Exported: {', '.join(sorted(exports))} (beside "
                     f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
-    target = rw.target_ms if "search" in cfg.stages else None
-    if "netadapt" in cfg.stages:
-        target = summary.get("target_ms", target)
-    if _plot(run, frame, hist, target, metrics):
+    if _plot(run, frame, hist, result_target(cfg, run), metrics):
         out += ["![accuracy vs latency](pareto.png)", ""]
     path = run.report_md
     atomic_write(path, "\n".join(out))
     if log:
         log(f"report: {path}")
     return path
+
+
+def _result_section(run: RunDir, metrics: dict, latency: LatencyModel | None,
+                    target_ms: float | None) -> list[str]:
+    """The answer first: the final network's test accuracy, its latency predicted and
+    (after export) measured here against the target, its size, beside the reference
+    nets at the same input size under the same latency model."""
+    arch = run_net(run, "final").arch
+    measured = metrics.get("latency_measured_ms") or {}
+    lines = ["## Result", ""]
+    target = f"target {target_ms:.4g} ms" if target_ms is not None else "no latency target"
+    verdict = ""
+    if target_ms is not None:
+        verdict = " (meets it)" if metrics["latency_ms"] <= target_ms else " (misses it)"
+    lines.append(f"Test top-1 **{_fmt(metrics['test_top1'])}**, latency "
+                 f"**{metrics['latency_ms']:.4g} ms** predicted, {target}{verdict}; "
+                 f"{metrics['params']:,} params, {metrics['macs'] / 1e6:.2f} MMACs.")
+    if measured:
+        shown = ", ".join(f"{ms:.4g} ms ({b})" for b, ms in measured.items())
+        error = metrics.get("latency_relative_error")
+        against = (f"; the prediction is {error:+.1%} against {metrics['latency_compared_backend']}"
+                   if error is not None else
+                   f"; not compared: the latency model is the {metrics['latency_model']}")
+        lines.append(f"Measured on this machine ({metrics['latency_measured_on']}): "
+                     f"{shown}{against}.")
+    else:
+        lines.append("Not measured on this machine (the export stage, with `export.measure`, "
+                     "times the exported model).")
+    lines += ["", f"Beside the reference nets at the same input size, under the same latency "
+              f"model ({metrics['latency_source']}):", ""]
+    rows = [{"network": "this run", "test top-1": metrics["test_top1"],
+             "latency_ms": metrics["latency_ms"], "params": f"{metrics['params']:,}",
+             "MMACs": round(metrics["macs"] / 1e6, 2)}]
+    rows += reference_rows(arch, latency, _read_json(run.final.references_json))
+    return lines + [_table(pd.DataFrame(rows)), ""]
 
 
 def _rerank_section(run: RunDir) -> list[str]:

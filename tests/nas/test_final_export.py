@@ -121,9 +121,27 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
     assert "## NetAdapt" in report and "## Final network" in report and "not trained" not in report
     assert f"| mobilenet_v3_small | {refs['mobilenet_v3_small']:.4g} |" in report
     assert (run / "pareto.png").is_file()
+    # the exported model timed here, beside the prediction and the target
+    measured = metrics["latency_measured_ms"]
+    assert set(measured) == {"torch", "onnxruntime"} and min(measured.values()) > 0
+    summary = json.loads((run / "netadapt" / "summary.json").read_text())
+    assert metrics["latency_predicted_ms"] == metrics["latency_ms"]
+    assert metrics["latency_target_ms"] == summary["target_ms"]
+    # `kind: flops` without ms_per_mmac prices MMACs, not milliseconds: not compared
+    assert metrics["latency_model"].startswith("MMACs")
+    assert metrics["latency_compared_backend"] is None
+    assert metrics["latency_relative_error"] is None
+    lines = report.splitlines()
+    assert lines[2] == "## Result" and lines[4].startswith(
+        f"Test top-1 **{metrics['test_top1']:.4g}**, latency **{metrics['latency_ms']:.4g} "
+        f"ms** predicted, target {summary['target_ms']:.4g} ms (meets it)")
+    assert lines[5].startswith("Measured on this machine (") and "(onnxruntime)" in lines[5]
+    assert "; not compared: the latency model is the MMACs" in lines[5]
     again = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "final_train: already done" in again.stderr
+    assert "export: timing" not in again.stderr  # measured once
+    assert strict_json((final / "metrics.json").read_text()) == metrics
 
 
 def test_nas_evaluate_scores_every_image_of_a_file_with_the_networks_preprocessing(

@@ -1,0 +1,127 @@
+"""The shipped model timed on this machine beside the latency model's prediction.
+
+The search and NetAdapt price networks with a latency model; what ships is an ONNX
+file and a torch model. This times both with the measurement protocol (batch 1, the
+model's thread count, the steady allocator; `latency.measure`) and says how far the
+prediction was off. A prediction is compared only with a measurement of the device it
+describes: a table built on another device (a phone) is reported as such, with no
+error computed, since this machine's time says nothing about the phone's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from latency.measure import Protocol, Runner, Timing, prepare, time_interleaved
+from latency.missing import cpu_model, machine_id, table_protocol
+from latency.model import FlopsModel, LatencyModel, MeasureModel, TableModel
+from search_spaces.errors import UserError
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What a latency model's milliseconds are: the device they describe, whether that
+    is this machine, and the protocol to time here with to compare."""
+
+    describes: str
+    here: bool
+    protocol: Protocol
+
+
+def pricing(model: LatencyModel) -> Pricing:
+    """Where `model`'s predictions apply and how to measure to compare with them."""
+    if isinstance(model, MeasureModel):
+        return Pricing("this machine, measured", True, model.protocol)
+    if isinstance(model, TableModel):
+        table = model.table
+        name = Path(table.source).name
+        if all(table.meta.get(k) == v for k, v in machine_id().items()):
+            return Pricing(f"table {name}, built on this machine", True, table_protocol(table))
+        device = table.meta.get("device") or "unnamed"
+        host = table.meta.get("host")
+        where = f"device '{device}'" + (f" (host {host})" if host else "")
+        return Pricing(f"table {name} of {where}, not this machine", False, Protocol())
+    if isinstance(model, FlopsModel):
+        if model.ms_per_mmac == 1.0 and model.offset_ms == 0.0:
+            return Pricing("MMACs (flops without ms_per_mmac: not milliseconds)", False,
+                           Protocol())
+        return Pricing(f"MACs x {model.ms_per_mmac:g} ms/MMAC + {model.offset_ms:g} ms, "
+                       "a proxy", True, Protocol())
+    return Pricing(type(model).__name__, False, Protocol())
+
+
+def onnx_file_runner(path: str | os.PathLike, input_shape: tuple[int, ...], threads: int,
+                     seed: int = 0) -> Runner:
+    """One batch-1 run of the ONNX file under ONNX Runtime (CPU), a fixed input."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("timing an ONNX file needs the onnx extra: pip install "
+                        "'platform-aware-nas[onnx]'") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ONNX Runtime's own error types: a damaged or foreign file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f"ONNX Runtime cannot load it ({first})", str(path)) from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise UserError(f"expected a model with one input, it has {len(inputs)}", str(path))
+    x = np.random.default_rng(seed).standard_normal(input_shape).astype("float32")
+    feed = {inputs[0].name: x}
+    return lambda: session.run(None, feed)
+
+
+def time_exported(module: nn.Module, input_shape: tuple[int, ...],
+                  onnx_path: str | os.PathLike | None, protocol: Protocol
+                  ) -> dict[str, Timing]:
+    """The torch model (on the protocol's device) and, given one, the ONNX file (CPU),
+    each timed end to end in steady state under `protocol`; by backend."""
+    out: dict[str, Timing] = {}
+    torch_protocol = replace(protocol, backend="torch")
+    torch_protocol.check()
+    runner = prepare(module, input_shape, torch_protocol)
+    out["torch"] = time_interleaved([runner], torch_protocol, settle=1)[0]
+    if onnx_path is not None:
+        ort_protocol = replace(protocol, backend="onnxruntime", device="cpu")
+        ort_protocol.check()
+        runner = onnx_file_runner(onnx_path, input_shape, ort_protocol.threads)
+        out["onnxruntime"] = time_interleaved([runner], ort_protocol, settle=1)[0]
+    return out
+
+
+def relative_error(predicted_ms: float, measured_ms: float) -> float:
+    """(predicted - measured) / measured: positive when the model over-predicts."""
+    return (predicted_ms - measured_ms) / measured_ms
+
+
+def latency_record(predicted_ms: float, target_ms: float | None, timings: dict[str, Timing],
+                   price: Pricing) -> dict[str, Any]:
+    """The fields `final/metrics.json` gets: measured per backend, predicted, target and
+    the prediction's error against the backend the latency model describes (None where
+    the model describes another device)."""
+    protocol = price.protocol
+    backend = protocol.backend if protocol.backend in timings else "torch"
+    return {
+        "latency_predicted_ms": predicted_ms,
+        "latency_target_ms": target_ms,
+        "latency_measured_ms": {b: t.ms for b, t in timings.items()},
+        "latency_measured_std_ms": {b: t.std_ms for b, t in timings.items()},
+        "latency_measured_on": (f"{cpu_model()}, {protocol.device}, {protocol.threads} "
+                                f"thread(s), batch 1, p{protocol.percentile:g} of "
+                                f"{protocol.repeats} runs ({protocol.effective_clock} clock)"),
+        "latency_model": price.describes,
+        "latency_compared_backend": backend if price.here else None,
+        "latency_relative_error": (relative_error(predicted_ms, timings[backend].ms)
+                                   if price.here else None),
+    }
