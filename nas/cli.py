@@ -75,12 +75,17 @@ def _validate(args: argparse.Namespace) -> None:
     for_netadapt = isinstance(raw, dict) and "netadapt" in raw and "stages" not in raw \
         and "reward" not in raw
     cfg = load_config(path, ["stages=[netadapt]"] if for_netadapt else [])
-    prep = prepare(cfg)  # everything a run checks first: data, latency table, reward
+    # everything a run checks first: data, latency table, reward (a table to build is
+    # only planned: validating times nothing)
+    prep = prepare(cfg, build_tables=False)
     space = prep.space
     how = " for `nas netadapt`" if for_netadapt else ""
     print(f"{path}: valid experiment '{cfg.name}'{how}: space {space.name}, "
           f"{len(space.decisions)} decisions, {space.size():.3e} distinct architectures; "
           f"data {prep.splits.summary()}")
+    for plan in prep.tables:
+        print(f"  {plan.describe()}" + ("" if plan.action == "reuse" else
+                                        " when the run starts"))
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -264,17 +269,24 @@ def _dry_run(cfg: "ExperimentConfig") -> None:
 
     from nas.pipeline import prepare
 
-    prep = prepare(cfg)
+    prep = prepare(cfg, build_tables=False)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     space = prep.space
     print(f"# space {space.name}: {len(space.decisions)} decisions, "
           f"{space.size():.3e} distinct architectures ({space.raw_size():.3e} decision vectors)")
     print(f"# data: {prep.splits.summary()}")
+    for plan in prep.tables:
+        print(f"# latency table: {plan.describe()}" + ("" if plan.action == "reuse" else
+                                                       ": the run would do it first"))
     arch = space.decode(space.sample(random.Random(cfg.seed)))
-    est = prep.latency.predict(arch)
     params, macs = count(arch)
+    if prep.latency is None:
+        priced = "latency: once the table is built"
+    else:
+        est = prep.latency.predict(arch)
+        priced = f"latency {est.ms:.3f} ms ({est.source})"
     print(f"# a sampled child: {len(arch.layers)} layers, {params:,} params, {macs:,} MACs, "
-          f"latency {est.ms:.3f} ms ({est.source})")
+          f"{priced}")
     if cfg.search.evaluator == "supernet":
         from search_spaces.supernet import SuperNet
 

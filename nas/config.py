@@ -69,6 +69,9 @@ class LatencyConfig:
     path: Path | None = None  # the table file (kind: table)
     policy: Literal["error", "interpolate", "measure"] = "error"
     calibrated: bool = True  # apply the table's calibration, if it has one
+    # if_missing: build the table on this machine the first time (nas.tables), reuse it
+    # after; never: the table must exist
+    build: Literal["never", "if_missing"] = "never"
     backend: Literal["torch", "onnxruntime"] = "torch"
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = field(default=1, metadata={"check": positive})
@@ -84,6 +87,8 @@ class LatencyConfig:
         # Checked where the section loads, so `latency:` and `netadapt.latency:` both get it.
         if self.kind == "table" and self.path is None:
             raise UserError("path: missing required key (kind is table)")
+        if self.build != "never" and self.kind != "table":
+            raise UserError(f"build: {self.build} builds a table; kind is {self.kind}")
 
 
 @dataclass
@@ -287,6 +292,7 @@ def build_latency_model(cfg: ExperimentConfig, section: str = "latency") -> "Lat
         section = "latency"
     options = asdict(lat)
     kind = options.pop("kind")
+    options.pop("build")  # nas.tables builds the file before this loads it
     if kind == "table" and lat.path is not None and not lat.path.exists():
         raise UserError(f"{section}.path: {lat.path} does not exist", cfg.source)
     try:

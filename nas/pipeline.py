@@ -7,13 +7,14 @@ before the run directory is created, so a bad input leaves no half-written run.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from latency.model import LatencyModel, TableModel, make_model
+from latency.profiler import Coverage
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.coverage import check_coverage, experiment_signatures, netadapt_signatures
 from nas.data import Splits, load_data
@@ -28,6 +29,7 @@ from nas.stages.final import export_stage, final_train
 from nas.stages.netadapt import netadapt_stage, resolve_start
 from nas.stages.report import result_target, write_report
 from nas.step import make_step
+from nas.tables import TablePlan, build_planned, experiment_plans
 from nas.train import resolve_device
 from search_spaces.arch import Arch, size_problems
 from search_spaces.errors import UserError
@@ -44,11 +46,12 @@ class Prepared:
     cfg: ExperimentConfig
     splits: Splits
     space: FactorizedSpace
-    latency: LatencyModel
+    latency: LatencyModel | None  # None only in a preview with a table still to build
     reward: Reward | None  # the search's (None without a search stage)
     netadapt_latency: LatencyModel | None = None
     # NetAdapt's start when it does not come from this run's search.
     netadapt_start: tuple[Arch, Path | None] | None = None
+    tables: list[TablePlan] = field(default_factory=list)  # `build: if_missing` tables
 
 
 def _check_data_paths(cfg: ExperimentConfig) -> None:
@@ -60,8 +63,10 @@ def _check_data_paths(cfg: ExperimentConfig) -> None:
             raise UserError(f"data.{key}: {path} does not exist", cfg.source)
 
 
-def prepare(cfg: ExperimentConfig) -> Prepared:
-    """Load and check every input; nothing is written."""
+def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
+    """Load and check every input. Nothing is written but a `build: if_missing` latency
+    table (`nas.tables`); with `build_tables` false (a preview) it is only planned, and
+    `latency` is None when one is still to build."""
     _check_data_paths(cfg)
     try:  # a device this machine lacks: refused before any run directory exists
         resolve_device(cfg.train.device)
@@ -74,19 +79,28 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
                        cfg.limits.max_data_gib)
     space = build_space(cfg, num_classes=splits.num_classes)
-    latency = build_latency_model(cfg)
     reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None
     if cfg.search.executor == "ray":
         check_address(cfg.ray, cfg.source)
-    prep = Prepared(cfg, splits, space, latency, reward)
+    start = None
     if "netadapt" in cfg.stages:
         assert cfg.netadapt is not None
-        prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
         if cfg.netadapt.start is not None or "search" not in cfg.stages:
-            prep.netadapt_start = resolve_start(cfg, splits.num_classes)
-            problems = size_problems(prep.netadapt_start[0], cfg.limits.max_params)
+            start = resolve_start(cfg, splits.num_classes)
+            problems = size_problems(start[0], cfg.limits.max_params)
             if problems:
                 raise UserError(f"netadapt.start: {problems[0]}", cfg.source)
+    coverage = Coverage(cfg.name or "experiment", space=space, extra=tuple(
+        experiment_signatures(cfg, space, start[0] if start else None)))
+    plans = experiment_plans(cfg, coverage)
+    pending = [p for p in plans if p.action != "reuse"]
+    if pending and not build_tables:  # a preview: the tables are not there to load yet
+        return Prepared(cfg, splits, space, None, reward, None, start, plans)
+    for plan in pending:
+        build_planned(plan, _stderr)
+    prep = Prepared(cfg, splits, space, build_latency_model(cfg), reward, None, start, plans)
+    if "netadapt" in cfg.stages:
+        prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
     _check_tables(prep)
     return prep
 

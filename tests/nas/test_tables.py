@@ -1,0 +1,93 @@
+"""`latency: {kind: table, build: if_missing}`: the table built here on the first run,
+reused after, extended for a changed experiment, and a foreign table refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latency.table import LatencyTable
+from nas.cli import main
+
+NAS = str(Path(sys.executable).parent / "nas")
+
+EXP = """
+name: tb
+seed: 0
+stages: [search]
+search: {{space: mobilenetv3, skeleton: mobilenetv3_small, resolution: 16, stem_stride: 1,
+          strategy: random, num_trials: 2, executor: inline}}
+data: {{kind: synthetic, synthetic: {{train_size: 100, test_size: 20, image_size: 16}},
+        val_subset: 20}}
+train: {{steps: 1, batch_size: 16, threads: 1}}
+latency: {{kind: table, path: {table}, build: if_missing, policy: interpolate,
+           repeats: 1, warmup: 0}}
+reward: {{target_ms: 2.0}}
+"""
+
+
+@pytest.mark.slow
+def test_built_on_the_first_run_reused_after_and_a_foreign_table_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table = tmp_path / "tables" / "here.csv"
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXP.format(table=table))
+
+    assert main(["validate", str(exp)]) == 0  # a preview times nothing
+    assert f"latency: build {table} on this machine: " in capsys.readouterr().out
+    assert not table.exists()
+    assert main(["search", str(exp), "--dry-run"]) == 0
+    assert "latency: once the table is built" in capsys.readouterr().out
+    assert not table.exists()
+
+    first = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr.index(f"latency: build {table}") < first.stderr.index(
+        "run directory:")  # built before the run exists
+    assert "[latency build] " in first.stderr
+    built = LatencyTable.load(table)
+    assert built.calibration is not None and built.meta["resolution"] == "16"
+    rows = len(built)
+
+    second = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "latency build" not in second.stderr and "latency: build" not in second.stderr
+    assert len(LatencyTable.load(table)) == rows
+    assert main(["validate", str(exp)]) == 0
+    assert "built on this machine, covers the experiment" in capsys.readouterr().out
+
+    # a changed experiment (NetAdapt from a named start, with its shrink grids): the
+    # operators it adds are planned on top of the table built here
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(exp.read_text().replace("stages: [search]", "stages: [search, netadapt]")
+                     + "netadapt: {start: mobilenet_v3_small, target_ratio: 0.8}\n")
+    assert main(["validate", str(grown)]) == 0
+    out = capsys.readouterr().out
+    assert f"latency: extend {table} on this machine: " in out and "when the run starts" in out
+
+    # another machine's table: refused before the run directory exists, file untouched
+    text = table.read_text()
+    host = LatencyTable.load(table).meta["host"]
+    table.write_text(text.replace(f"# host: {host}\n", "# host: elsewhere\n"))
+    before = sorted((tmp_path / "tb").iterdir())
+    assert main(["search", str(exp)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"latency.path: {table} was built on another machine (host "
+                        f"'elsewhere', here '{host}'); build: if_missing neither reuses nor "
+                        f"rebuilds it: move it away to build one here, or set build: never "
+                        f"to use it as it is"), err
+    assert sorted((tmp_path / "tb").iterdir()) == before
+    assert table.read_text() == text.replace(f"# host: {host}\n", "# host: elsewhere\n")
+
+
+def test_build_needs_a_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXP.format(table="t.csv").replace("kind: table, path: t.csv, ",
+                                                      "kind: flops, "))
+    assert main(["validate", str(exp)]) == 2
+    assert "latency.build: if_missing builds a table; kind is flops" in capsys.readouterr().err
