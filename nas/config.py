@@ -256,6 +256,15 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))
+    na = cfg.netadapt
+    if na is not None and "netadapt" in cfg.stages and na.target_ms is None \
+            and na.target_ratio is None:
+        # The user's latency target is the result's: NetAdapt shrinks to the reward's
+        # target unless told otherwise; the resolved config records it.
+        if cfg.reward.target_ms is None:
+            raise UserError("netadapt: set target_ms or target_ratio (or reward.target_ms, "
+                            "which NetAdapt then targets)", str(path))
+        na.target_ms = cfg.reward.target_ms
 
 
 def _check_space_size(cfg: ExperimentConfig, space: FactorizedSpace, path: Path) -> None:

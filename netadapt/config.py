@@ -30,8 +30,9 @@ def _positive(value: float) -> str | None:
 class NetAdaptConfig:
     """How NetAdapt shrinks a network (Yang et al. 2018; MobileNetV3 sec. 4.2).
 
-    Exactly one of `target_ms` (absolute) and `target_ratio` (of the starting latency
-    L0). Each iteration cuts at least `delta_ratio * L0`.
+    At most one of `target_ms` (absolute) and `target_ratio` (of the starting latency
+    L0); an experiment with neither targets its `reward.target_ms` (`nas.config`).
+    Each iteration cuts at least `delta_ratio * L0`.
     """
 
     target_ms: float | None = field(default=None, metadata={"check": _positive})
@@ -51,7 +52,7 @@ class NetAdaptConfig:
     max_iterations: int = field(default=100, metadata={"check": _at_least_one})
 
     def __post_init__(self) -> None:
-        if (self.target_ms is None) == (self.target_ratio is None):
+        if self.target_ms is not None and self.target_ratio is not None:
             raise UserError("netadapt: set exactly one of target_ms and target_ratio")
         if not self.proposals:
             raise UserError("netadapt.proposals: choose at least one of "
@@ -63,5 +64,6 @@ class NetAdaptConfig:
         """The latency to reach, in ms, given the starting latency."""
         if self.target_ms is not None:
             return self.target_ms
-        assert self.target_ratio is not None
+        if self.target_ratio is None:
+            raise UserError("netadapt: set target_ms or target_ratio")
         return self.target_ratio * start_ms

@@ -131,3 +131,24 @@ def test_duplicate_keys_and_encoding(tmp_path):
     bad = tmp_path / "latin1.yaml"
     bad.write_bytes(b"name: caf\xe9\n")
     assert "latin1.yaml: line 1: not UTF-8 text" in error_of(bad)
+
+
+PIPELINE = """
+stages: [search, netadapt]
+search: {{space: mobilenetv3, resolution: 32}}
+reward: {{target_ms: {target}}}
+netadapt: {{{netadapt}}}
+"""
+
+
+def test_netadapt_targets_the_reward_target_unless_told_otherwise(tmp_path):
+    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt="")))
+    assert cfg.netadapt.target_ms == 1.5 and cfg.netadapt.target_ratio is None
+    assert cfg.to_dict()["netadapt"]["target_ms"] == 1.5  # the run's config records it
+    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt="target_ratio: 0.8")))
+    assert cfg.netadapt.target_ms is None and cfg.netadapt.target_ratio == 0.8
+    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt="target_ms: 1.2")))
+    assert cfg.netadapt.target_ms == 1.2
+    path = write(tmp_path, PIPELINE.format(target="null", netadapt=""))
+    assert error_of(path) == (f"{path}: netadapt: set target_ms or target_ratio (or "
+                              f"reward.target_ms, which NetAdapt then targets)")
