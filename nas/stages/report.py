@@ -87,8 +87,11 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     cfg = load_config(run.config_path)
     out = [f"# {cfg.name}: run `{run.root.name}`", ""]
     metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
+    refs: list[dict[str, Any]] = []
     if metrics is not None:
-        out += _result_section(run, metrics, latency, result_target(cfg, run))
+        refs = reference_rows(run_net(run, "final").arch, latency,
+                              _read_json(run.final.references_json))
+        out += _result_section(metrics, refs, result_target(cfg, run))
     out += [f"Run directory: `{run.root}`; the resolved configuration is "
             f"`{run.config_path.name}` beside this file.", ""]
     s, lat, rw = cfg.search, cfg.latency, cfg.reward
@@ -155,7 +158,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             beside = (run.final.arch_json, run.final.weights_pt, run.final.preprocessing_json)
             out += [f"Exported: {', '.join(sorted(exports))} (beside "
                     f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
-    if _plot(run, frame, hist, result_target(cfg, run), metrics):
+    if _plot(run, frame, hist, result_target(cfg, run), metrics, refs):
         out += ["![accuracy vs latency](pareto.png)", ""]
     path = run.report_md
     atomic_write(path, "\n".join(out))
@@ -164,12 +167,11 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     return path
 
 
-def _result_section(run: RunDir, metrics: dict, latency: LatencyModel | None,
-                    target_ms: float | None) -> list[str]:
+def _result_section(metrics: dict, refs: list[dict[str, Any]], target_ms: float | None
+                    ) -> list[str]:
     """The answer first: the final network's test accuracy, its latency predicted and
     (after export) measured here against the target, its size, beside the reference
-    nets at the same input size under the same latency model."""
-    arch = run_net(run, "final").arch
+    nets (`refs`: `reference_rows`) at the same input size under the same latency model."""
     measured = metrics.get("latency_measured_ms") or {}
     lines = ["## Result", ""]
     target = f"target {target_ms:.4g} ms" if target_ms is not None else "no latency target"
@@ -195,8 +197,7 @@ def _result_section(run: RunDir, metrics: dict, latency: LatencyModel | None,
     rows = [{"network": "this run", "test top-1": metrics["test_top1"],
              "latency_ms": metrics["latency_ms"], "params": f"{metrics['params']:,}",
              "MMACs": round(metrics["macs"] / 1e6, 2)}]
-    rows += reference_rows(arch, latency, _read_json(run.final.references_json))
-    return lines + [_table(pd.DataFrame(rows)), ""]
+    return lines + [_table(pd.DataFrame(rows + refs)), ""]
 
 
 def _rerank_section(run: RunDir) -> list[str]:
@@ -217,9 +218,10 @@ def _rerank_section(run: RunDir) -> list[str]:
 
 
 def _plot(run: RunDir, frame: pd.DataFrame | None, hist: pd.DataFrame | None,
-          target_ms: float | None, final: dict | None) -> bool:
-    """pareto.png: every child, the front, the NetAdapt path, the final network and
-    the latency target; False without matplotlib."""
+          target_ms: float | None, final: dict | None, refs: list[dict[str, Any]]) -> bool:
+    """pareto.png: every child, the front, the NetAdapt path, the final network (and
+    where it measured, when compared), the reference nets and the latency target;
+    False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -243,7 +245,22 @@ def _plot(run: RunDir, frame: pd.DataFrame | None, hist: pd.DataFrame | None,
                 label="NetAdapt path")
     if final is not None:
         ax.scatter([final["latency_ms"]], [final["val_top1"]], marker="*", s=160,
-                   color="tab:green", zorder=3, label="final network")
+                   color="tab:green", zorder=3, label="final network (predicted)")
+        backend = final.get("latency_compared_backend")
+        if backend:  # measured here, on the device the latency model describes
+            ax.scatter([final["latency_measured_ms"][backend]], [final["val_top1"]],
+                       marker="*", s=160, facecolors="none", edgecolors="tab:green",
+                       zorder=3, label=f"final network (measured, {backend})")
+    for ref in refs:  # predicted latency; accuracy only where trained on the same budget
+        if not isinstance(ref["latency_ms"], float) or ref["latency_ms"] != ref["latency_ms"]:
+            continue
+        acc = ref["test top-1"]
+        if isinstance(acc, float):
+            ax.scatter([ref["latency_ms"]], [acc], marker="s", s=40,
+                       label=f"{ref['network']} (test top-1)")
+        else:
+            ax.axvline(ref["latency_ms"], color="tab:purple", ls=":", lw=1,
+                       label=f"{ref['network']} (latency; not trained)")
     if target_ms is not None:
         ax.axvline(target_ms, color="grey", ls="--", lw=1, label=f"target {target_ms:.3g} ms")
     ax.set_xlabel("latency (ms)")
