@@ -90,9 +90,9 @@ def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
             problems = size_problems(start[0], cfg.limits.max_params)
             if problems:
                 raise UserError(f"netadapt.start: {problems[0]}", cfg.source)
-    coverage = Coverage(cfg.name or "experiment", space=space, extra=tuple(
-        experiment_signatures(cfg, space, start[0] if start else None)))
-    plans = experiment_plans(cfg, coverage)
+    plans = experiment_plans(cfg, lambda: Coverage(cfg.name or "experiment", space=space,
+                             extra=tuple(experiment_signatures(cfg, space,
+                                                               start[0] if start else None))))
     pending = [p for p in plans if p.action != "reuse"]
     if pending and not build_tables:  # a preview: the tables are not there to load yet
         return Prepared(cfg, splits, space, None, reward, None, start, plans)

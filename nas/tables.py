@@ -104,16 +104,22 @@ def build_planned(plan: TablePlan, log: Callable[[str], None] | None = None) -> 
           stream=sys.stderr)
 
 
-def experiment_plans(cfg: "ExperimentConfig", coverage: Coverage) -> list[TablePlan]:
-    """The plans of `latency:` and `netadapt.latency:` (one per table file)."""
+def experiment_plans(cfg: "ExperimentConfig", coverage: Callable[[], Coverage]
+                     ) -> list[TablePlan]:
+    """The plans of `latency:` and `netadapt.latency:` (one per table file); `coverage`
+    (what the experiment prices: an enumeration) is only computed when one is needed."""
     step = cfg.netadapt.channel_step if cfg.netadapt is not None else 8
     sections = [("latency", cfg.latency)]
     if cfg.netadapt is not None and cfg.netadapt.latency is not None \
             and "netadapt" in cfg.stages:
         sections.append(("netadapt.latency", cfg.netadapt.latency))
+    sections = [(k, lat) for k, lat in sections if lat.kind == "table" and lat.build != "never"]
+    if not sections:
+        return []
+    covered = coverage()
     plans: dict[Path, TablePlan] = {}
     for key, lat in sections:
-        plan = plan_table(key, lat, coverage, step, cfg.source)
+        plan = plan_table(key, lat, covered, step, cfg.source)
         if plan is not None:
             plans.setdefault(plan.path.resolve(), plan)
     return list(plans.values())
