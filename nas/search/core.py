@@ -70,7 +70,9 @@ class SearchCore:
         self.requeue: list[tuple[int, list[int]]] = []
         self.cache: dict[str, dict[str, str]] = {}
         self.in_flight = 0
-        self.t0 = time.time()
+        # (time, trials done) when this process's first trial began: the ETA's rate
+        # counts only trials timed here, not a replayed log or a supernet's training
+        self._clock: tuple[float, int] | None = None
 
     # ------------------------------------------------------------ resume
 
@@ -221,8 +223,11 @@ class SearchCore:
 
     def _progress(self, row: dict[str, str]) -> None:
         best = self.best()
-        elapsed = time.time() - self.t0
-        eta = elapsed / max(self.done, 1) * (self.num_trials - self.done)
+        now = time.time()
+        if self._clock is None:
+            self._clock = (now - float(row["wall_s"] or 0), self.done - 1)
+        began, done_before = self._clock
+        eta = (now - began) / max(self.done - done_before, 1) * (self.num_trials - self.done)
         if row["status"] == "failed":
             what = f"FAILED: {row['error']}"
         else:

@@ -204,9 +204,12 @@ def test_kill_9_then_resume_on_ray_equals_an_uninterrupted_run(tmp_path):
 def test_an_interrupt_is_one_line_and_the_run_resumes(tmp_path, signum):
     """Ctrl-C (or SIGTERM) mid-search: exit 130, one line naming how to continue, no
     traceback, no half-written file; `nas resume` then finishes the run."""
+    # A suite started in the background (`make test &`) inherits an ignored SIGINT,
+    # which Python keeps: the command gets Ctrl-C's default back, as in a terminal.
     proc = subprocess.Popen([NAS, "search", str(write_exp(tmp_path, trials=10))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env())
+                            env=env(), preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                       signal.SIG_DFL))
     deadline = time.monotonic() + 300
     trials = None
     while proc.poll() is None and time.monotonic() < deadline:
