@@ -134,8 +134,8 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from latency.deployed import onnx_file_runner, relative_error
-    from latency.measure import arch_runner, time_interleaved
+    from latency.deployed import relative_error
+    from latency.measure import arch_runner, onnx_file_runner, time_interleaved
     from latency.missing import cpu_model
 
     target = Path(args.model)

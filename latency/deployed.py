@@ -17,10 +17,9 @@ from typing import Any
 
 from torch import nn
 
-from latency.measure import Protocol, Runner, Timing, prepare, time_interleaved
-from latency.missing import cpu_model, machine_id, table_protocol
+from latency.measure import Protocol, Timing, onnx_file_runner, prepare, time_interleaved
+from latency.missing import cpu_model, other_machine, table_protocol
 from latency.model import FlopsModel, LatencyModel, MeasureModel, TableModel
-from search_spaces.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def pricing(model: LatencyModel) -> Pricing:
     if isinstance(model, TableModel):
         table = model.table
         name = Path(table.source).name
-        if all(table.meta.get(k) == v for k, v in machine_id().items()):
+        if other_machine(table) is None:
             return Pricing(f"table {name}, built on this machine", True, table_protocol(table))
         device = table.meta.get("device") or "unnamed"
         host = table.meta.get("host")
@@ -53,33 +52,6 @@ def pricing(model: LatencyModel) -> Pricing:
         return Pricing(f"MACs x {model.ms_per_mmac:g} ms/MMAC + {model.offset_ms:g} ms, "
                        "a proxy", True, Protocol())
     return Pricing(type(model).__name__, False, Protocol())
-
-
-def onnx_file_runner(path: str | os.PathLike, input_shape: tuple[int, ...], threads: int,
-                     seed: int = 0) -> Runner:
-    """One batch-1 run of the ONNX file under ONNX Runtime (CPU), a fixed input."""
-    try:
-        import numpy as np
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError("timing an ONNX file needs the onnx extra: pip install "
-                        "'platform-aware-nas[onnx]'") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ONNX Runtime's own error types: a damaged or foreign file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise UserError(f"ONNX Runtime cannot load it ({first})", str(path)) from None
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise UserError(f"expected a model with one input, it has {len(inputs)}", str(path))
-    x = np.random.default_rng(seed).standard_normal(input_shape).astype("float32")
-    feed = {inputs[0].name: x}
-    return lambda: session.run(None, feed)
 
 
 def time_exported(module: nn.Module, input_shape: tuple[int, ...],
@@ -111,7 +83,12 @@ def latency_record(predicted_ms: float, target_ms: float | None, timings: dict[s
     the prediction's error against the backend the latency model describes (None where
     the model describes another device)."""
     protocol = price.protocol
-    backend = protocol.backend if protocol.backend in timings else "torch"
+    # the backend the model's milliseconds are for; none when it was not timed (a table
+    # of ONNX Runtime timings and no ONNX export) or the model prices another device
+    backend = protocol.backend if price.here and protocol.backend in timings else None
+    describes = price.describes
+    if price.here and backend is None:
+        describes += f", timed with {protocol.backend}, which was not exported"
     return {
         "latency_predicted_ms": predicted_ms,
         "latency_target_ms": target_ms,
@@ -120,8 +97,8 @@ def latency_record(predicted_ms: float, target_ms: float | None, timings: dict[s
         "latency_measured_on": (f"{cpu_model()}, {protocol.device}, {protocol.threads} "
                                 f"thread(s), batch 1, p{protocol.percentile:g} of "
                                 f"{protocol.repeats} runs ({protocol.effective_clock} clock)"),
-        "latency_model": price.describes,
-        "latency_compared_backend": backend if price.here else None,
+        "latency_model": describes,
+        "latency_compared_backend": backend,
         "latency_relative_error": (relative_error(predicted_ms, timings[backend].ms)
-                                   if price.here else None),
+                                   if backend else None),
     }

@@ -40,7 +40,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -250,7 +250,9 @@ def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def _onnx_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Runner:
+def _ort_session(model: bytes | str, threads: int) -> Any:
+    """An ONNX Runtime CPU session on `threads` intra-op threads, run sequentially. With
+    one thread it runs on the calling thread (no pool), so the thread clock sees it."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -258,10 +260,33 @@ def _onnx_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Runner:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def _onnx_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Runner:
     with torch.no_grad():
         model = onnx_bytes(module, x)
-    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    session = _ort_session(model, threads)
     feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def onnx_file_runner(path: str | os.PathLike, input_shape: tuple[int, ...], threads: int,
+                     seed: int = 0) -> Runner:
+    """One batch-1 run of an ONNX file (one input) under ONNX Runtime, a fixed input."""
+    try:
+        session = _ort_session(str(path), threads)
+    except ImportError:
+        raise UserError("timing an ONNX file needs the onnx extra: pip install "
+                        "'platform-aware-nas[onnx]'") from None
+    except Exception as err:  # ONNX Runtime's own error types: a damaged or foreign file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f"ONNX Runtime cannot load it ({first})", str(path)) from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise UserError(f"expected a model with one input, it has {len(inputs)}", str(path))
+    x = np.random.default_rng(seed).standard_normal(input_shape).astype("float32")
+    feed = {inputs[0].name: x}
     return lambda: session.run(None, feed)
 
 

@@ -154,13 +154,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def require_this_machine(table: LatencyTable, what: str) -> None:
-    """A UserError unless `table` was built on this machine (its `host` and `cpu`)."""
+def other_machine(table: LatencyTable) -> tuple[str, str, str] | None:
+    """How `table`'s machine differs from this one, `(key, the table's, here)`, or None
+    when it was built here (its `host` and `cpu` metadata)."""
     for key, value in machine_id().items():
         if table.meta.get(key) != value:
-            raise UserError(f"{what} needs the machine the table was built on "
-                            f"(table {key}: '{table.meta.get(key, '')}', here: '{value}')",
-                            table.source)
+            return key, table.meta.get(key, ""), value
+    return None
+
+
+def require_this_machine(table: LatencyTable, what: str) -> None:
+    """A UserError unless `table` was built on this machine."""
+    differs = other_machine(table)
+    if differs:
+        key, theirs, here = differs
+        raise UserError(f"{what} needs the machine the table was built on "
+                        f"(table {key}: '{theirs}', here: '{here}')", table.source)
 
 
 def table_protocol(table: LatencyTable) -> Protocol:

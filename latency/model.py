@@ -116,6 +116,12 @@ class TableModel(LatencyModel):
             self._interpolated[sig] = value
 
 
+def protocol_from_options(opts: dict[str, Any]) -> Protocol:
+    """The measurement protocol that a `latency:` section's options describe."""
+    keys = ("backend", "device", "threads", "warmup", "repeats", "percentile", "clock")
+    return Protocol(**{k: opts[k] for k in keys if opts.get(k) is not None})
+
+
 class MeasureModel(LatencyModel):
     """Build the network and time it end to end with the measurement protocol."""
 
@@ -125,8 +131,7 @@ class MeasureModel(LatencyModel):
 
     @classmethod
     def from_options(cls, opts: dict[str, Any]) -> "MeasureModel":
-        keys = ("backend", "device", "threads", "warmup", "repeats", "percentile", "clock")
-        return cls(Protocol(**{k: opts[k] for k in keys if opts.get(k) is not None}))
+        return cls(protocol_from_options(opts))
 
     def predict(self, arch: Arch) -> LatencyEstimate:
         t = measure_arch(arch, self.protocol)

@@ -107,3 +107,15 @@ def test_nas_latency_measure_bad_input_is_one_line(tmp_path: Path, capsys, args,
     assert main(["latency", "measure", *(a.format(**paths) for a in args)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message.format(**paths) in err, err
+
+
+def test_a_backend_the_export_lacks_is_not_compared() -> None:
+    """A table timed with ONNX Runtime, and only the torch model timed (no ONNX export):
+    no error against torch, which is not what the table prices."""
+    arch = tiny_arch()
+    here = pricing(TableModel(fake_table(arch, {"se_gate": "hsigmoid", **machine_id(),
+                                               "backend": "onnxruntime"})))
+    record = latency_record(1.1, None, {"torch": Timing(2.0, 0.1, 30)}, here)
+    assert record["latency_relative_error"] is None
+    assert record["latency_compared_backend"] is None
+    assert record["latency_model"].endswith("timed with onnxruntime, which was not exported")
