@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from latency.model import LatencyModel, TableModel, make_model
-from latency.profiler import Coverage
+from latency.signature import Signature
 from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
 from nas.coverage import check_coverage, experiment_signatures, netadapt_signatures
 from nas.data import Splits, load_data
@@ -90,9 +91,9 @@ def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
             problems = size_problems(start[0], cfg.limits.max_params)
             if problems:
                 raise UserError(f"netadapt.start: {problems[0]}", cfg.source)
-    plans = experiment_plans(cfg, lambda: Coverage(cfg.name or "experiment", space=space,
-                             extra=tuple(experiment_signatures(cfg, space,
-                                                               start[0] if start else None))))
+    # what the experiment prices: enumerated at most once, only if a table needs it
+    needed = cache(lambda: experiment_signatures(cfg, space, start[0] if start else None))
+    plans = experiment_plans(cfg, space, needed)
     pending = [p for p in plans if p.action != "reuse"]
     if pending and not build_tables:  # a preview: the tables are not there to load yet
         return Prepared(cfg, splits, space, None, reward, None, start, plans)
@@ -101,18 +102,18 @@ def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
     prep = Prepared(cfg, splits, space, build_latency_model(cfg), reward, None, start, plans)
     if "netadapt" in cfg.stages:
         prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
-    _check_tables(prep)
+    _check_tables(prep, needed)
     return prep
 
 
-def _check_tables(prep: Prepared) -> None:
-    """Every operator the experiment prices is in its latency table(s) or fillable under
-    the policy (`nas.coverage`), before anything trains."""
+def _check_tables(prep: Prepared, needed: Callable[[], list[Signature]]) -> None:
+    """Every operator the experiment prices (`needed`) is in its latency table(s) or
+    fillable under the policy (`nas.coverage`), before anything trains."""
     cfg = prep.cfg
     start = prep.netadapt_start[0] if prep.netadapt_start else None
     if isinstance(prep.latency, TableModel):
-        check_coverage(prep.latency, experiment_signatures(cfg, prep.space, start),
-                       "latency.path", cfg.source, (start or prep.space).resolution)
+        check_coverage(prep.latency, needed(), "latency.path", cfg.source,
+                       (start or prep.space).resolution)
     na = prep.netadapt_latency
     if isinstance(na, TableModel) and na is not prep.latency and start is not None:
         assert cfg.netadapt is not None

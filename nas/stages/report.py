@@ -87,11 +87,12 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     cfg = load_config(run.config_path)
     out = [f"# {cfg.name}: run `{run.root.name}`", ""]
     metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
+    target = result_target(cfg, run)
     refs: list[dict[str, Any]] = []
     if metrics is not None:
-        refs = reference_rows(run_net(run, "final").arch, latency,
-                              _read_json(run.final.references_json))
-        out += _result_section(metrics, refs, result_target(cfg, run))
+        arch = run_net(run, "final").arch
+        refs = reference_rows(arch, latency, _read_json(run.final.references_json))
+        out += _result_section(metrics, refs, target)
     out += [f"Run directory: `{run.root}`; the resolved configuration is "
             f"`{run.config_path.name}` beside this file.", ""]
     s, lat, rw = cfg.search, cfg.latency, cfg.reward
@@ -143,7 +144,6 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                                "latency_ms", "accuracy", "metric"]]), ""]
 
     if metrics is not None:
-        arch = run_net(run, "final").arch
         out += ["## Final network", "",
                 f"Trained from {metrics['init']} ({metrics['source']}'s network), "
                 f"{metrics['epochs']:.3g} epochs. Test top-1 **{_fmt(metrics['test_top1'])}** "
@@ -158,7 +158,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             beside = (run.final.arch_json, run.final.weights_pt, run.final.preprocessing_json)
             out += [f"Exported: {', '.join(sorted(exports))} (beside "
                     f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
-    if _plot(run, frame, hist, result_target(cfg, run), metrics, refs):
+    if _plot(run, frame, hist, target, metrics, refs):
         out += ["![accuracy vs latency](pareto.png)", ""]
     path = run.report_md
     atomic_write(path, "\n".join(out))
