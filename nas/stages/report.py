@@ -87,12 +87,12 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     cfg = load_config(run.config_path)
     out = [f"# {cfg.name}: run `{run.root.name}`", ""]
     metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
-    target = result_target(cfg, run)
+    target_ms = result_target(cfg, run)
     refs: list[dict[str, Any]] = []
     if metrics is not None:
         arch = run_net(run, "final").arch
         refs = reference_rows(arch, latency, _read_json(run.final.references_json))
-        out += _result_section(metrics, refs, target)
+        out += _result_section(metrics, refs, target_ms)
     out += [f"Run directory: `{run.root}`; the resolved configuration is "
             f"`{run.config_path.name}` beside this file.", ""]
     s, lat, rw = cfg.search, cfg.latency, cfg.reward
@@ -110,8 +110,8 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
                                        (("alpha", rw.alpha), ("beta", rw.beta)) if v is not None))]
     if cfg.netadapt is not None and "netadapt" in cfg.stages:
         na = cfg.netadapt
-        target = f"{na.target_ms} ms" if na.target_ms else f"{na.target_ratio} x L0"
-        facts.append(("netadapt", f"target {target}, delta {na.delta_ratio} x L0, "
+        na_target = f"{na.target_ms} ms" if na.target_ms else f"{na.target_ratio} x L0"
+        facts.append(("netadapt", f"target {na_target}, delta {na.delta_ratio} x L0, "
                                   f"T = {na.short_term_steps} steps, metric {na.metric}"))
     out += ["## Experiment", "", _table(pd.DataFrame(facts, columns=["", "setting"])), ""]
 
@@ -158,7 +158,7 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
             beside = (run.final.arch_json, run.final.weights_pt, run.final.preprocessing_json)
             out += [f"Exported: {', '.join(sorted(exports))} (beside "
                     f"{', '.join(f'`{p.name}`' for p in beside)}).", ""]
-    if _plot(run, frame, hist, target, metrics, refs):
+    if _plot(run, frame, hist, target_ms, metrics, refs):
         out += ["![accuracy vs latency](pareto.png)", ""]
     path = run.report_md
     atomic_write(path, "\n".join(out))
