@@ -70,6 +70,19 @@ def test_built_on_the_first_run_reused_after_and_a_foreign_table_refused(
     out = capsys.readouterr().out
     assert f"latency: extend {table} on this machine: " in out and "when the run starts" in out
 
+    # another skeleton's experiment on the same path: the table cannot be extended for
+    # it (rows are appended only to a table of its identity), and says so before the run
+    large = tmp_path / "large.yaml"
+    large.write_text(exp.read_text().replace("skeleton: mobilenetv3_small",
+                                             "skeleton: mobilenetv3_large"))
+    assert main(["search", str(large)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"latency.path: {table} was built for skeleton 'mobilenetv3_small', this " \
+           f"experiment's is 'mobilenetv3_large', and it lacks " in err, err
+    assert err.endswith("of the experiment's operators: give this experiment a path of its "
+                        "own"), err
+    assert len(LatencyTable.load(table)) == rows
+
     # another machine's table: refused before the run directory exists, file untouched
     text = table.read_text()
     host = LatencyTable.load(table).meta["host"]

@@ -1,0 +1,169 @@
+"""Latency-aware against FLOPs-aware search (MnasNet's claim): issue 13's benchmark.
+
+Per seed, the shipped weight-sharing experiment (`runs/cifar10_supernet.yaml`: one
+supernet scores 600 children for the RL controller, the top 5 are re-ranked by proxy
+training, the result is trained from scratch and exported) runs twice, with the same
+budget, seed, final training and test split:
+
+  table   rewarded with this machine's latency table (the YAML's `latency:`, built on
+          the first run)
+  flops   rewarded with MACs, scaled so that MobileNetV3-Small (stride-1 stem, 32x32)
+          has the same latency as in that table
+
+The supernet's training does not involve the latency model, so the `flops` run starts
+from the `table` run's trained supernet (`search/supernet.pt`; the same seed trains the
+same weights) and the two differ only in the reward. Every run is a run directory
+under `--work` (a killed benchmark resumes them).
+
+Then `--measure`, run alone on the machine, times both final networks end to end (the
+exported ONNX file under ONNX Runtime, the torch model under eager torch; 1 thread,
+batch 1; the median of 30 runs, and the table's own protocol, p10 of 30, for the
+prediction error) into `--measured`. Needs ../shared/data/cifar10/train.npz.
+
+    taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
+    taskset -c 1 python benchmarks/latency_aware.py --seeds 1
+    python benchmarks/latency_aware.py --measure        # alone: prints the table
+    python benchmarks/latency_aware.py --seeds 0 --work /tmp/la --measured /tmp/la.csv \
+        --set search.num_trials=6 supernet.epochs=0.05 train.epochs=0.02 final.epochs=0.05
+                                                        # a smoke run, not a result
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+from latency.deployed import time_exported  # noqa: E402
+from latency.measure import Protocol  # noqa: E402
+from nas.config import build_latency_model, load_config  # noqa: E402
+from nas.pipeline import prepare, resume, run_stages  # noqa: E402
+from nas.rundir import RunDir  # noqa: E402
+from nas.stages.export import load_model  # noqa: E402
+from search_spaces.arch import load_arch  # noqa: E402
+from search_spaces.counting import count  # noqa: E402
+from search_spaces.reference import load_reference  # noqa: E402
+from search_spaces.transforms import with_input  # noqa: E402
+
+EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
+CONFIGS = ("table", "flops")
+# This machine's table, shared with the shipped experiments (built on the first run).
+TABLE = (f"latency={{kind: table, path: {ROOT / 'runs' / 'tables' / 'mobilenetv3_small_32.csv'}, "
+         f"build: if_missing, policy: interpolate}}")
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def experiment(overrides: list[str]):
+    return load_config(EXPERIMENT, [TABLE] + EXTRA + overrides)
+
+
+def flops_scale(cfg) -> float:
+    """ms per MMAC at which MobileNetV3-Small (the search's input) costs what the table
+    says it does."""
+    s = cfg.search
+    small = with_input(load_reference("mobilenet_v3_small"), s.resolution, 10, s.stem_stride)
+    return build_latency_model(cfg).predict(small).ms / (count(small)[1] / 1e6)
+
+
+def runs_of(config: str, seed: int, work: Path) -> list[Path]:
+    return sorted(p.parent for p in (work / f"{config}_s{seed}").glob("*/*/config.yaml"))
+
+
+EXTRA: list[str] = []  # --set: overrides for every run (a smoke run's budgets)
+
+
+def run_one(config: str, seed: int, work: Path) -> RunDir:
+    """The finished run of `config` for `seed` (resumed, or started)."""
+    folder = work / f"{config}_s{seed}"
+    existing = runs_of(config, seed, work)
+    if existing:
+        say(f"{config} seed {seed}: resuming {existing[-1]}")
+        return resume(existing[-1], log=say)
+    overrides = [f"seed={seed}", f"output_dir={folder}"]
+    if config == "flops":
+        scale = flops_scale(experiment([f"seed={seed}"]))
+        say(f"flops seed {seed}: {scale:.4f} ms/MMAC (MobileNetV3-Small as in the table)")
+        overrides.append(f"latency={{kind: flops, ms_per_mmac: {scale:.6f}}}")
+    cfg = experiment(overrides)
+    prep = prepare(cfg)
+    run = RunDir.create(folder, cfg.name, cfg.to_dict())
+    say(f"{config} seed {seed}: run directory {run.root}")
+    if config == "flops":
+        # the same seed's supernet, trained once by the table run
+        trained = RunDir(runs_of("table", seed, work)[-1]).supernet_pt
+        run.supernet_pt.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(trained, run.supernet_pt)
+    with run.writing():
+        run_stages(prep, run, say)
+    return run
+
+
+def measure(work: Path, out: Path) -> pd.DataFrame:
+    """Both final networks of every finished run, timed end to end here."""
+    table = build_latency_model(experiment([]))
+    rows = []
+    for metrics_json in sorted(work.glob("*_s*/*/*/final/metrics.json")):
+        final = metrics_json.parent
+        config, seed = final.parents[2].name.rsplit("_s", 1)
+        m = json.loads(metrics_json.read_text())
+        arch = load_arch(final / "arch.json")
+        row = {"config": config, "seed": int(seed), "test_top1": m["test_top1"],
+               "params": m["params"], "macs": m["macs"],
+               "table_ms": table.predict(arch).ms, "target_ms": m["latency_target_ms"]}
+        for name, pct in (("median", 50.0), ("p10", 10.0)):
+            t = time_exported(load_model(arch, final / "weights.pt"),
+                              (1, arch.in_ch, arch.resolution, arch.resolution),
+                              final / "model.onnx",
+                              Protocol(threads=1, repeats=30, percentile=pct))
+            for backend, timing in t.items():
+                row[f"{backend}_{name}_ms"] = timing.ms
+        rows.append(row)
+        say(f"{config} seed {seed}: {json.dumps(row)}")
+    frame = pd.DataFrame(rows).sort_values(["seed", "config"])
+    frame["torch_off_target"] = (frame["torch_median_ms"] / frame["target_ms"] - 1).abs()
+    frame["table_error"] = frame["table_ms"] / frame["torch_p10_ms"] - 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return frame
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--measure", action="store_true",
+                    help="time the finished runs' final networks (run it alone)")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware")
+    ap.add_argument("--measured", type=Path,
+                    default=ROOT / "benchmarks" / "results" / "latency_aware.csv")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides for every run, e.g. a smoke run's small budgets")
+    args = ap.parse_args()
+    EXTRA.extend(args.set)
+    if not args.measure:
+        for seed in args.seeds:
+            for config in CONFIGS:
+                run_one(config, seed, args.work)
+        return
+    frame = measure(args.work, args.measured)
+    cols = ["test_top1", "table_ms", "torch_median_ms", "onnxruntime_median_ms",
+            "torch_off_target", "table_error", "params"]
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print()
+        print(frame.groupby("config")[cols].agg(["mean", "std"]).to_string(
+            float_format=lambda v: f"{v:.4f}"))
+
+
+if __name__ == "__main__":
+    main()
