@@ -198,6 +198,17 @@ def build_meta(coverage: Coverage, protocol: Protocol, channel_step: int) -> dic
     return meta
 
 
+def identity_differs(theirs: dict[str, str], ours: dict[str, str]
+                     ) -> tuple[str, str, str] | None:
+    """The first identity key (`IDENTITY_KEYS`) on which a table's metadata and a
+    build's differ, with both values: rows are appended only to a table of the same
+    identity."""
+    for key in IDENTITY_KEYS:
+        if theirs.get(key, "") != ours.get(key, ""):
+            return key, theirs.get(key, ""), ours.get(key, "")
+    return None
+
+
 def open_for_build(out: Path, meta: dict[str, str]) -> LatencyTable:
     """The table at `out` to continue (rows already timed are kept), or a new one.
 
@@ -210,11 +221,11 @@ def open_for_build(out: Path, meta: dict[str, str]) -> LatencyTable:
             with open(out, "r+") as f:
                 f.truncate(cut)
         table = LatencyTable.load(out)
-        for key in IDENTITY_KEYS:
-            if table.meta.get(key, "") != meta.get(key, ""):
-                raise UserError(f"exists and was built with {key} '{table.meta.get(key, '')}', "
-                                f"this build has '{meta.get(key, '')}' (use another --out or "
-                                f"delete the file)", str(out))
+        differs = identity_differs(table.meta, meta)
+        if differs:
+            key, theirs, ours = differs
+            raise UserError(f"exists and was built with {key} '{theirs}', this build has "
+                            f"'{ours}' (use another --out or delete the file)", str(out))
         return table
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(format_header(meta))

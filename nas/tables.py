@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 from latency.measure import Protocol
 from latency.missing import other_machine
 from latency.model import protocol_from_options
-from latency.profiler import IDENTITY_KEYS, Coverage, build, build_meta
+from latency.profiler import Coverage, build, build_meta, identity_differs
 from latency.signature import Signature
 from latency.table import LatencyTable
 from search_spaces.errors import UserError
@@ -77,17 +77,16 @@ def plan_table(key: str, lat: "LatencyConfig", coverage: Coverage, needed: list[
                             f"'{table.meta.get(name, '')}', {key}.{name} is '{want}'",
                             source)
     to_time = sum(s not in table for s in needed)
-    if to_time:
-        # Rows are appended only to a table of the same identity (`open_for_build`):
-        # say so now, before any run directory exists, in the experiment's terms.
-        ours = build_meta(coverage, protocol, channel_step)
-        for name in IDENTITY_KEYS:
-            if table.meta.get(name, "") != ours.get(name, ""):
-                raise UserError(f"{key}.path: {lat.path} was built for {name} "
-                                f"'{table.meta.get(name, '')}', this experiment's is "
-                                f"'{ours.get(name, '')}', and it lacks {to_time:,} of the "
-                                f"experiment's operators: give this experiment a path of "
-                                f"its own", source)
+    # Extending appends rows, which `open_for_build` allows only to a table of the same
+    # identity: say so now, before any run directory exists, in the experiment's terms.
+    differs = to_time and identity_differs(table.meta,
+                                           build_meta(coverage, protocol, channel_step))
+    if differs:
+        name, theirs, ours = differs
+        raise UserError(f"{key}.path: {lat.path} was built for {name} '{theirs}', this "
+                        f"experiment's is '{ours}', and it lacks {to_time:,} of the "
+                        f"experiment's operators: give this experiment a path of its own",
+                        source)
     return TablePlan(key, lat.path, "reuse" if to_time == 0 else "extend", to_time,
                      len(needed), coverage, protocol, channel_step)
 
