@@ -19,9 +19,12 @@ from netadapt.config import NetAdaptConfig
 from search_spaces import limits
 from search_spaces.checks import non_negative, plain_name, positive
 from search_spaces.errors import UserError
-from search_spaces.factorized import FactorizedSpace
+from search_spaces.arch import Arch
+from search_spaces.factorized import FAMILIES, FactorizedSpace
+from search_spaces.reference import resolve_arch
 from search_spaces.skeletons import Skeleton
 from search_spaces.strict import apply_overrides, load_dataclass, read_yaml
+from search_spaces.transforms import with_input
 
 if TYPE_CHECKING:
     from latency.model import LatencyModel
@@ -260,11 +263,36 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if na is not None and "netadapt" in cfg.stages and na.target_ms is None \
             and na.target_ratio is None:
         # The user's latency target is the result's: NetAdapt shrinks to the reward's
-        # target unless told otherwise; the resolved config records it.
-        if cfg.reward.target_ms is None:
-            raise UserError("netadapt: set target_ms or target_ratio (or reward.target_ms, "
-                            "which NetAdapt then targets)", str(path))
+        # target unless told otherwise; the resolved config records it (a relative
+        # reward target once `nas.pipeline.prepare` has priced it).
+        if cfg.reward.target_ms is None and cfg.reward.target_ratio is None:
+            raise UserError("netadapt: set target_ms or target_ratio (or reward.target_ms "
+                            "or reward.target_ratio, which NetAdapt then targets)", str(path))
         na.target_ms = cfg.reward.target_ms
+    if cfg.reward.target_ratio is not None:
+        target_reference(cfg)  # an unknown name or a bad file: refused before any run
+
+
+# The reference net a relative reward target defaults to, by skeleton.
+NAMESAKES = {"mobilenetv3_small": "mobilenet_v3_small", "mobilenetv3_large": "mobilenet_v3_large"}
+
+
+def target_reference(cfg: ExperimentConfig, num_classes: int = 10) -> Arch:
+    """The net `reward.target_ratio` is a fraction of, at the experiment's input size,
+    classes and stem stride (as the report's reference rows)."""
+    s, name = cfg.search, cfg.reward.target_reference
+    if name is None:
+        preset = FAMILIES[s.space].default_skeleton if s.skeleton is None else s.skeleton
+        name = NAMESAKES.get(preset) if isinstance(preset, str) else None  # not inline
+        if name is None:
+            raise UserError("reward.target_reference: missing (this skeleton has no "
+                            "namesake reference net; name one, e.g. mobilenet_v3_small, or "
+                            "give an Arch JSON)", cfg.source)
+    try:
+        arch = resolve_arch(name)
+    except UserError as err:
+        raise UserError(f"reward.target_reference: {err.message}", cfg.source) from None
+    return with_input(arch, s.resolution, num_classes, s.stem_stride)
 
 
 def _check_space_size(cfg: ExperimentConfig, space: FactorizedSpace, path: Path) -> None:

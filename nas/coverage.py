@@ -64,6 +64,10 @@ def experiment_signatures(cfg: "ExperimentConfig", space: FactorizedSpace,
         sigs.update(dict.fromkeys(netadapt_signatures(netadapt_start,
                                                       cfg.netadapt.channel_step)))
     sigs.update(dict.fromkeys(reference_signatures(netadapt_start or space, REFERENCES)))
+    if cfg.reward.target_ratio is not None:  # the net a relative target is priced from
+        from nas.config import target_reference
+
+        sigs.update(dict.fromkeys(signatures(target_reference(cfg, space.num_classes))))
     return list(sigs)
 
 

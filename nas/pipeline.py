@@ -16,7 +16,8 @@ import torch
 
 from latency.model import LatencyModel, TableModel, make_model
 from latency.signature import Signature
-from nas.config import ExperimentConfig, build_latency_model, build_space, load_config
+from nas.config import (ExperimentConfig, build_latency_model, build_space, load_config,
+                        target_reference)
 from nas.coverage import check_coverage, experiment_signatures, netadapt_signatures
 from nas.data import Splits, load_data
 from nas.raytune import check_address, make_executor, run_ray
@@ -80,7 +81,6 @@ def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
     splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
                        cfg.limits.max_data_gib)
     space = build_space(cfg, num_classes=splits.num_classes)
-    reward = make_reward(cfg.reward, cfg.source) if "search" in cfg.stages else None
     if cfg.search.executor == "ray":
         check_address(cfg.ray, cfg.source)
     start = None
@@ -96,14 +96,43 @@ def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
     plans = experiment_plans(cfg, space, needed)
     pending = [p for p in plans if p.action != "reuse"]
     if pending and not build_tables:  # a preview: the tables are not there to load yet
-        return Prepared(cfg, splits, space, None, reward, None, start, plans)
+        return Prepared(cfg, splits, space, None, _reward(cfg), None, start, plans)
     for plan in pending:
         build_planned(plan, _stderr)
-    prep = Prepared(cfg, splits, space, build_latency_model(cfg), reward, None, start, plans)
+    latency = build_latency_model(cfg)
+    prep = Prepared(cfg, splits, space, latency, None, None, start, plans)
     if "netadapt" in cfg.stages:
         prep.netadapt_latency = build_latency_model(cfg, "netadapt.latency")
     _check_tables(prep, needed)
+    _resolve_target(cfg, latency, splits.num_classes)
+    prep.reward = _reward(cfg)
     return prep
+
+
+def _reward(cfg: ExperimentConfig) -> Reward | None:
+    """The search's reward (None without a search stage, or in a preview whose relative
+    target waits for its table)."""
+    if "search" not in cfg.stages or cfg.reward.target_ratio is not None:
+        return None
+    return make_reward(cfg.reward, cfg.source)
+
+
+def _resolve_target(cfg: ExperimentConfig, latency: LatencyModel, num_classes: int) -> None:
+    """`reward.target_ratio` x the reference's latency under `latency:` becomes
+    `reward.target_ms` (and NetAdapt's target when it defaults to the reward's). The run
+    records the resolved config, so a resumed run keeps the target it started with."""
+    rw, na = cfg.reward, cfg.netadapt
+    if rw.target_ratio is None:
+        return
+    ref = target_reference(cfg, num_classes)
+    ref_ms = latency.predict(ref).ms
+    rw.target_ms = round(rw.target_ratio * ref_ms, 4)
+    _stderr(f"reward: target {rw.target_ratio:g} x {ref.name or 'the reference'} "
+            f"({ref_ms:.3f} ms under latency: {cfg.latency.kind}) = {rw.target_ms:.3f} ms")
+    if na is not None and "netadapt" in cfg.stages and na.target_ms is None \
+            and na.target_ratio is None:
+        na.target_ms = rw.target_ms
+    rw.target_ratio = rw.target_reference = None
 
 
 def _check_tables(prep: Prepared, needed: Callable[[], list[Signature]]) -> None:

@@ -31,7 +31,7 @@ class NetAdaptConfig:
     """How NetAdapt shrinks a network (Yang et al. 2018; MobileNetV3 sec. 4.2).
 
     At most one of `target_ms` (absolute) and `target_ratio` (of the starting latency
-    L0); an experiment with neither targets its `reward.target_ms` (`nas.config`).
+    L0); an experiment with neither targets its reward's target (`nas.config`).
     Each iteration cuts at least `delta_ratio * L0`.
     """
 

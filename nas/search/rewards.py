@@ -18,10 +18,24 @@ class RewardConfig:
     """`reward:` how accuracy and latency combine into the controller's reward."""
 
     kind: Literal["mnas", "mnas_hard", "abs"] = "mnas"
+    # TAR: in ms (this machine's), or `target_ratio` x the latency of `target_reference`
+    # under the experiment's latency model at its input (the same on any machine whose
+    # table is built there); exactly one of target_ms and target_ratio.
     target_ms: float | None = field(default=None, metadata={"check": positive})
+    target_ratio: float | None = field(default=None, metadata={"check": positive})
+    # A reference net name or an Arch JSON; absent: the skeleton's namesake
+    # (mobilenetv3_small -> mobilenet_v3_small).
+    target_reference: str | None = None
     alpha: float | None = None  # exponent when LAT <= TAR (mnas)
     beta: float | None = None  # exponent when LAT > TAR (mnas); the penalty weight (abs)
     preset: Literal["small", "large"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.target_ms is not None and self.target_ratio is not None:
+            raise UserError("reward: set one of target_ms and target_ratio, not both")
+        if self.target_reference is not None and self.target_ratio is None:
+            raise UserError("reward.target_reference: the net that reward.target_ratio "
+                            "is a fraction of; set target_ratio too")
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,8 @@ class Reward:
 def make_reward(cfg: RewardConfig, source: str = "<config>") -> Reward:
     """Resolve presets and defaults; conflicting settings are user errors."""
     if cfg.target_ms is None:
-        raise UserError("reward.target_ms: missing (the latency target in ms)", source)
+        raise UserError("reward.target_ms: missing (the latency target in ms, or "
+                        "reward.target_ratio of a reference net)", source)
     if cfg.kind == "mnas_hard":
         # MnasNet sec. 3: alpha = 0, beta = -1 gives a hard latency constraint.
         if cfg.alpha is not None or cfg.beta is not None or cfg.preset is not None:

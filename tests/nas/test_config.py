@@ -151,4 +151,5 @@ def test_netadapt_targets_the_reward_target_unless_told_otherwise(tmp_path):
     assert cfg.netadapt.target_ms == 1.2
     path = write(tmp_path, PIPELINE.format(target="null", netadapt=""))
     assert error_of(path) == (f"{path}: netadapt: set target_ms or target_ratio (or "
-                              f"reward.target_ms, which NetAdapt then targets)")
+                              f"reward.target_ms or reward.target_ratio, which NetAdapt "
+                              f"then targets)")
