@@ -217,6 +217,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     overrides = overrides or []
     data = apply_overrides(data, overrides, str(path))
     cwd_keys = frozenset(item.partition("=")[0] for item in overrides)
+    _one_target(data, cwd_keys)
     try:
         cfg: ExperimentConfig = load_dataclass(ExperimentConfig, data, str(path),
                                                path.resolve().parent, cwd_keys)
@@ -237,6 +238,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         base = Path.cwd() if "netadapt.start" in cwd_keys else path.resolve().parent
         cfg.netadapt.start = anchor(cfg.netadapt.start, base)
     return cfg
+
+
+def _one_target(data: dict[str, Any], cwd_keys: frozenset[str]) -> None:
+    """`--set reward.target_ms=...` on a file with a `target_ratio` (or the reverse)
+    replaces the file's target rather than conflicting with it."""
+    reward = data.get("reward")
+    if not isinstance(reward, dict):
+        return
+    given = {"reward.target_ms", "reward.target_ratio"} & cwd_keys
+    if given == {"reward.target_ms"}:
+        reward.pop("target_ratio", None)
+        reward.pop("target_reference", None)
+    elif given == {"reward.target_ratio"}:
+        reward.pop("target_ms", None)
 
 
 def _check_stages(cfg: ExperimentConfig, path: Path) -> None:

@@ -71,6 +71,16 @@ def test_an_arch_json_as_reference(tmp_path):
     assert cfg.reward.target_ms == round(ms_of("mnasnet_a1"), 4)
 
 
+def test_a_target_given_with_set_replaces_the_files_other_kind(tmp_path):
+    path = exp(tmp_path, "target_ratio: 0.5, target_reference: mobilenet_v3_large")
+    cfg = load_config(path, ["reward.target_ms=3.0"])
+    assert (cfg.reward.target_ms, cfg.reward.target_ratio, cfg.reward.target_reference) \
+        == (3.0, None, None)
+    path = exp(tmp_path, "target_ms: 3.0")
+    cfg = load_config(path, ["reward.target_ratio=0.6"])
+    assert (cfg.reward.target_ms, cfg.reward.target_ratio) == (None, 0.6)
+
+
 @pytest.mark.parametrize("reward, skeleton, message", [
     ("target_ms: 2.0, target_ratio: 0.5", "mobilenetv3_small",
      "reward: set one of target_ms and target_ratio, not both"),
