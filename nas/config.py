@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from nas.data import DataConfig
 from nas.proxycheck import ProxyCheckConfig
 from nas.raytune import RayConfig
-from nas.resolve import anchor
+from nas.resolve import anchor, resolve_net
 from nas.search.controller import ControllerConfig
 from nas.search.rewards import RewardConfig
 from nas.search.strategies import EvolutionConfig
@@ -21,7 +21,6 @@ from search_spaces.checks import non_negative, plain_name, positive
 from search_spaces.errors import UserError
 from search_spaces.arch import Arch
 from search_spaces.factorized import FAMILIES, FactorizedSpace
-from search_spaces.reference import resolve_arch
 from search_spaces.skeletons import Skeleton
 from search_spaces.strict import apply_overrides, load_dataclass, read_yaml
 from search_spaces.transforms import with_input
@@ -237,6 +236,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         # relative to the YAML's folder, or to the current directory when given with --set
         base = Path.cwd() if "netadapt.start" in cwd_keys else path.resolve().parent
         cfg.netadapt.start = anchor(cfg.netadapt.start, base)
+    if cfg.reward.target_reference is not None:
+        base = Path.cwd() if "reward.target_reference" in cwd_keys else path.resolve().parent
+        cfg.reward.target_reference = anchor(cfg.reward.target_reference, base)
+    if cfg.reward.target_ratio is not None:
+        target_reference(cfg)  # an unknown name or a bad file: refused before any run
     return cfg
 
 
@@ -284,8 +288,6 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
             raise UserError("netadapt: set target_ms or target_ratio (or reward.target_ms "
                             "or reward.target_ratio, which NetAdapt then targets)", str(path))
         na.target_ms = cfg.reward.target_ms
-    if cfg.reward.target_ratio is not None:
-        target_reference(cfg)  # an unknown name or a bad file: refused before any run
 
 
 # The reference net a relative reward target defaults to, by skeleton.
@@ -304,7 +306,7 @@ def target_reference(cfg: ExperimentConfig, num_classes: int = 10) -> Arch:
                             "namesake reference net; name one, e.g. mobilenet_v3_small, or "
                             "give an Arch JSON)", cfg.source)
     try:
-        arch = resolve_arch(name)
+        arch = resolve_net(name).arch
     except UserError as err:
         raise UserError(f"reward.target_reference: {err.message}", cfg.source) from None
     return with_input(arch, s.resolution, num_classes, s.stem_stride)

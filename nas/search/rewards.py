@@ -20,11 +20,11 @@ class RewardConfig:
     kind: Literal["mnas", "mnas_hard", "abs"] = "mnas"
     # TAR: in ms (this machine's), or `target_ratio` x the latency of `target_reference`
     # under the experiment's latency model at its input (the same on any machine whose
-    # table is built there); exactly one of target_ms and target_ratio.
+    # table is built there); at most one of the two (a search needs one).
     target_ms: float | None = field(default=None, metadata={"check": positive})
     target_ratio: float | None = field(default=None, metadata={"check": positive})
-    # A reference net name or an Arch JSON; absent: the skeleton's namesake
-    # (mobilenetv3_small -> mobilenet_v3_small).
+    # A network (`nas.resolve`: a reference net name, an Arch JSON, a folder, a run);
+    # absent: the skeleton's namesake (mobilenetv3_small -> mobilenet_v3_small).
     target_reference: str | None = None
     alpha: float | None = None  # exponent when LAT <= TAR (mnas)
     beta: float | None = None  # exponent when LAT > TAR (mnas); the penalty weight (abs)

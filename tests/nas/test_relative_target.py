@@ -62,11 +62,12 @@ def test_a_named_reference_and_netadapts_own_target(tmp_path):
     assert cfg.netadapt.target_ms is None and cfg.netadapt.target_ratio == 0.9
 
 
-def test_an_arch_json_as_reference(tmp_path):
-    ref = tmp_path / "mine.json"
-    ref.write_text((Path(load_reference.__code__.co_filename).parent / "reference"
-                    / "mnasnet_a1.json").read_text())
-    cfg = load_config(exp(tmp_path, f"target_ratio: 1.0, target_reference: {ref}"))
+def test_an_arch_json_as_reference_relative_to_the_yaml(tmp_path, monkeypatch):
+    (tmp_path / "mine.json").write_text((Path(load_reference.__code__.co_filename).parent
+                                         / "reference" / "mnasnet_a1.json").read_text())
+    monkeypatch.chdir("/")
+    cfg = load_config(exp(tmp_path, "target_ratio: 1.0, target_reference: mine.json"))
+    assert cfg.reward.target_reference == str(tmp_path.resolve() / "mine.json")
     prepare(cfg)
     assert cfg.reward.target_ms == round(ms_of("mnasnet_a1"), 4)
 
@@ -88,7 +89,7 @@ def test_a_target_given_with_set_replaces_the_files_other_kind(tmp_path):
      "reward.target_reference: the net that reward.target_ratio is a fraction of"),
     ("target_ratio: 0", "mobilenetv3_small", "reward.target_ratio"),
     ("target_ratio: 0.5, target_reference: mobilenet_v3_smal", "mobilenetv3_small",
-     "did you mean 'mobilenet_v3_small'?"),
+     "did you mean the reference net 'mobilenet_v3_small'?"),
     ("target_ratio: 0.5", "{stem: 8, head_conv: 16, head_hidden: 32, blocks: "
      "[{width: 8, layers: 1, stride: 1}]}", "reward.target_reference: missing"),
 ])
