@@ -11,6 +11,13 @@ budget, seed, final training and test split:
           has the same latency as in that table (so `reward.target_ratio` resolves to
           the same target in ms)
 
+and two hand-designed baselines given the same final training (from scratch, the YAML's
+`final:` budget, the same seed and test split), no search:
+
+  mobilenet_v3_small   MobileNetV3-Small with the CIFAR stem (stride 1)
+  width_multiplier     its widest width multiplier (steps of 0.01) at most the `table`
+                       run's final latency in the table; x0.1 when none is that fast
+
 The supernet's training does not involve the latency model, so the `flops` run starts
 from the `table` run's trained supernet (`search/supernet.pt`; the same seed trains the
 same weights) and the two differ only in the reward. Every run is a run directory
@@ -23,6 +30,7 @@ prediction error) into `--measured`. Needs ../shared/data/cifar10/train.npz.
 
     taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
     taskset -c 1 python benchmarks/latency_aware.py --seeds 1
+    python benchmarks/latency_aware.py --baselines --seeds 0 1 2   # after the table runs
     python benchmarks/latency_aware.py --measure        # alone: prints the table
     python benchmarks/latency_aware.py --seeds 0 --work /tmp/la --measured /tmp/la.csv \
         --set search.num_trials=6 supernet.epochs=0.05 train.epochs=0.02 final.epochs=0.05
@@ -43,19 +51,23 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
+from benchmarks.supernet_search import final_training, widest_multiplier  # noqa: E402
 from latency.deployed import time_exported  # noqa: E402
 from latency.measure import Protocol  # noqa: E402
 from nas.config import build_latency_model, load_config  # noqa: E402
 from nas.pipeline import prepare, resume, run_stages  # noqa: E402
-from nas.rundir import RunDir  # noqa: E402
-from nas.stages.export import load_model  # noqa: E402
-from search_spaces.arch import load_arch  # noqa: E402
+from nas.rundir import RunDir, write_json  # noqa: E402
+from nas.stages.export import export, load_model  # noqa: E402
+from search_spaces.arch import Arch, load_arch  # noqa: E402
+from search_spaces.files import atomic_write  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
 from search_spaces.reference import load_reference  # noqa: E402
-from search_spaces.transforms import with_input  # noqa: E402
+from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
+from search_spaces.weights import write_weights  # noqa: E402
 
 EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
 CONFIGS = ("table", "flops")
+NARROWEST = 0.1  # the width multiplier used when none reaches the searched latency
 
 
 def say(msg: str) -> None:
@@ -107,13 +119,53 @@ def run_one(config: str, seed: int, work: Path) -> RunDir:
     return run
 
 
+def run_baselines(seed: int, work: Path) -> None:
+    """MobileNetV3-Small and its width multiplier at the `table` run's latency, each
+    trained like the runs' final network into `<work>/<baseline>_s<seed>/final/` (arch,
+    weights, ONNX and metrics, as a run's `final/` has them); done ones are skipped."""
+    table_run = RunDir(runs_of("table", seed, work)[-1])
+    searched = json.loads(table_run.final.metrics_json.read_text())
+    cfg = experiment([f"seed={seed}"])
+    prep = prepare(cfg)  # the table and the resolved target, as the runs had them
+    splits = prep.splits
+    predict = lambda a: prep.latency.predict(a).ms  # noqa: E731
+    small = with_input(load_reference("mobilenet_v3_small"), cfg.search.resolution,
+                       splits.num_classes, cfg.search.stem_stride)
+    try:
+        narrow = widest_multiplier(small, predict, searched["latency_ms"])
+    except RuntimeError:  # below the multiplier's floor: the nearest it comes
+        narrow = with_width_multiplier(small, NARROWEST).replace(
+            name=f"{small.name} x{NARROWEST:.2f}")
+        say(f"seed {seed}: no width multiplier reaches the searched {searched['latency_ms']:.3f}"
+            f" ms; x{NARROWEST} costs {predict(narrow):.3f} ms")
+    nets: dict[str, Arch] = {"mobilenet_v3_small": small, "width_multiplier": narrow}
+    for name, arch in nets.items():
+        folder = work / f"{name}_s{seed}" / "final"
+        if (folder / "metrics.json").is_file():
+            say(f"{name} seed {seed}: already done ({folder})")
+            continue
+        say(f"{name} seed {seed}: {arch.name}, {predict(arch):.3f} ms, final training "
+            f"({cfg.final.epochs:g} epochs from scratch)")
+        model, val, test, minutes = final_training(arch, seed, cfg.final.epochs, cfg, splits)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "arch.json", arch.to_json())
+        write_weights(model.state_dict(), folder / "weights.pt")
+        export(arch, folder / "weights.pt", "onnx", folder / "model.onnx")
+        params, macs = count(arch)
+        write_json(folder / "metrics.json", {  # last: the baseline is complete
+            "test_top1": test, "val_top1": val, "latency_ms": predict(arch),
+            "params": params, "macs": macs, "latency_target_ms": searched["latency_target_ms"],
+            "train_min": minutes})
+        say(f"{name} seed {seed}: test top-1 {test:.4f} ({minutes:.1f} min)")
+
+
 def measure(work: Path, out: Path) -> pd.DataFrame:
     """Both final networks of every finished run, timed end to end here."""
     table = build_latency_model(experiment([]))
     rows = []
-    for metrics_json in sorted(work.glob("*_s*/*/*/final/metrics.json")):
+    for metrics_json in sorted(work.glob("*_s*/**/final/metrics.json")):
         final = metrics_json.parent
-        config, seed = final.parents[2].name.rsplit("_s", 1)
+        config, seed = metrics_json.relative_to(work).parts[0].rsplit("_s", 1)
         m = json.loads(metrics_json.read_text())
         arch = load_arch(final / "arch.json")
         row = {"config": config, "seed": int(seed), "test_top1": m["test_top1"],
@@ -141,6 +193,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--measure", action="store_true",
                     help="time the finished runs' final networks (run it alone)")
+    ap.add_argument("--baselines", action="store_true",
+                    help="train the hand-designed baselines of --seeds (after their "
+                         "table runs)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware")
     ap.add_argument("--measured", type=Path,
                     default=ROOT / "benchmarks" / "results" / "latency_aware.csv")
@@ -148,6 +203,10 @@ def main() -> None:
                     help="overrides for every run, e.g. a smoke run's small budgets")
     args = ap.parse_args()
     EXTRA.extend(args.set)
+    if args.baselines:
+        for seed in args.seeds:
+            run_baselines(seed, args.work)
+        return
     if not args.measure:
         for seed in args.seeds:
             for config in CONFIGS:

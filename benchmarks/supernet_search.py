@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from torch import nn  # noqa: E402
 
 from nas.config import build_latency_model, build_space, load_config  # noqa: E402
 from nas.data import load_data  # noqa: E402
@@ -106,8 +107,9 @@ def run_search(name: str, seed: int, overrides: list[str], work: Path) -> tuple[
 
 
 def final_training(arch: Arch, seed: int, epochs: float, exp_cfg, splits
-                   ) -> tuple[float, float, float]:
-    """Val and test top-1 after the benchmark's one final training; minutes it took."""
+                   ) -> tuple[nn.Module, float, float, float]:
+    """The trained model, its val and test top-1 after the benchmark's one final
+    training, and the minutes it took."""
     cfg = replace(exp_cfg.train, epochs=epochs, steps=None)
     t0 = time.perf_counter()
     model = build_seeded(arch, seed)
@@ -115,7 +117,7 @@ def final_training(arch: Arch, seed: int, epochs: float, exp_cfg, splits
         train(model, splits.train, cfg, seed, log=lambda _: None)
         val = evaluate(model, splits.val, cfg.eval_batch_size)
         test = evaluate(model, splits.test, cfg.eval_batch_size)
-    return val, test, (time.perf_counter() - t0) / 60
+    return model, val, test, (time.perf_counter() - t0) / 60
 
 
 def widest_multiplier(arch: Arch, predict, limit_ms: float) -> Arch:
@@ -185,7 +187,7 @@ def main() -> None:
                 return
             say(f"seed {seed} {config} draw {draw}: final training ({args.final_epochs:g} "
                 f"epochs), {predict(arch):.3f} ms")
-            val, test, minutes = final_training(arch, seed, args.final_epochs, cfg, splits)
+            _, val, test, minutes = final_training(arch, seed, args.final_epochs, cfg, splits)
             params, macs = count(arch)
             append(out, {"seed": seed, "config": config, "draw": draw,
                          "arch_hash": arch.hash(), "latency_ms": round(predict(arch), 4),
