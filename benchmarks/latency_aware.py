@@ -66,6 +66,10 @@ from search_spaces.transforms import with_input, with_width_multiplier  # noqa: 
 from search_spaces.weights import write_weights  # noqa: E402
 
 EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
+# Each finished network's arch.json and metrics.json, tracked: the run directories are
+# scratch and a new machine does not have them, but a network's latency needs only its
+# architecture, so a later --measure elsewhere can still re-time what was trained here.
+KEPT = ROOT / "benchmarks" / "results" / "latency_aware"
 CONFIGS = ("table", "flops")
 NARROWEST = 0.1  # the width multiplier used when none reaches the searched latency
 
@@ -91,6 +95,13 @@ def runs_of(config: str, seed: int, work: Path) -> list[Path]:
 
 
 EXTRA: list[str] = []  # --set: overrides for every run (a smoke run's budgets)
+
+
+def keep(final: Path, name: str) -> None:
+    """Copy a finished network's arch.json and metrics.json into KEPT as `name`.*."""
+    KEPT.mkdir(parents=True, exist_ok=True)
+    for what in ("arch", "metrics"):
+        shutil.copyfile(final / f"{what}.json", KEPT / f"{name}.{what}.json")
 
 
 def run_one(config: str, seed: int, work: Path) -> RunDir:
@@ -157,6 +168,8 @@ def run_baselines(seed: int, work: Path) -> None:
             "params": params, "macs": macs, "latency_target_ms": searched["latency_target_ms"],
             "train_min": minutes})
         say(f"{name} seed {seed}: test top-1 {test:.4f} ({minutes:.1f} min)")
+    for name in nets:
+        keep(work / f"{name}_s{seed}" / "final", f"{name}_s{seed}")
 
 
 def measure(work: Path, out: Path) -> pd.DataFrame:
@@ -210,7 +223,8 @@ def main() -> None:
     if not args.measure:
         for seed in args.seeds:
             for config in CONFIGS:
-                run_one(config, seed, args.work)
+                run = run_one(config, seed, args.work)
+                keep(run.final.root, f"{config}_s{seed}")
         return
     frame = measure(args.work, args.measured)
     cols = ["test_top1", "table_ms", "torch_median_ms", "onnxruntime_median_ms",
