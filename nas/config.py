@@ -287,6 +287,12 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
         if cfg.reward.target_ms is None and cfg.reward.target_ratio is None:
             raise UserError("netadapt: set target_ms or target_ratio (or reward.target_ms "
                             "or reward.target_ratio, which NetAdapt then targets)", str(path))
+        if na.latency is not None and na.latency != cfg.latency:
+            # the reward's milliseconds are `latency:`'s; under another model the same
+            # number is another target (a phone table's ms against this machine's)
+            raise UserError("netadapt.latency: differs from latency:, so the reward's "
+                            "target (priced under latency:) is not NetAdapt's; set "
+                            "netadapt.target_ms or netadapt.target_ratio", str(path))
         na.target_ms = cfg.reward.target_ms
 
 

@@ -153,3 +153,14 @@ def test_netadapt_targets_the_reward_target_unless_told_otherwise(tmp_path):
     assert error_of(path) == (f"{path}: netadapt: set target_ms or target_ratio (or "
                               f"reward.target_ms or reward.target_ratio, which NetAdapt "
                               f"then targets)")
+    # NetAdapt priced by another latency model: the reward's ms are not its ms
+    other = "latency: {kind: flops, ms_per_mmac: 2.0}"
+    path = write(tmp_path, PIPELINE.format(target=1.5, netadapt=other))
+    assert error_of(path) == (f"{path}: netadapt.latency: differs from latency:, so the "
+                              f"reward's target (priced under latency:) is not NetAdapt's; "
+                              f"set netadapt.target_ms or netadapt.target_ratio")
+    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt=other + ", target_ms: 1.2")))
+    assert cfg.netadapt.target_ms == 1.2
+    same = "latency: {kind: measure}"  # the default `latency:` spelled out: the same model
+    assert load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt=same))
+                       ).netadapt.target_ms == 1.5
