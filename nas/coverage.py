@@ -86,8 +86,18 @@ def experiment_coverage(path: str) -> Coverage:
     if cfg.netadapt is not None and "netadapt" in cfg.stages and (
             cfg.netadapt.start is not None or "search" not in cfg.stages):
         start = resolve_start(cfg, splits.num_classes)[0]
-    return Coverage(Path(path).stem, space=space,
-                    extra=tuple(experiment_signatures(cfg, space, start)))
+    return coverage_of(cfg, Path(path).stem, space, start,
+                       experiment_signatures(cfg, space, start))
+
+
+def coverage_of(cfg: "ExperimentConfig", label: str, space: FactorizedSpace,
+                start: Arch | None, sigs: list[Signature]) -> Coverage:
+    """The table identity an experiment's operators `sigs` are built under: its search
+    space, or without a search stage NetAdapt's start (so a NetAdapt-only experiment
+    does not time the whole space)."""
+    if "search" in cfg.stages or start is None:
+        return Coverage(label, space=space, extra=tuple(sigs))
+    return Coverage(label, arch=start, extra=tuple(sigs))
 
 
 def check_coverage(model: "TableModel", sigs: list[Signature], key: str, source: str,

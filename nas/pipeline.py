@@ -93,7 +93,7 @@ def prepare(cfg: ExperimentConfig, build_tables: bool = True) -> Prepared:
                 raise UserError(f"netadapt.start: {problems[0]}", cfg.source)
     # what the experiment prices: enumerated at most once, only if a table needs it
     needed = cache(lambda: experiment_signatures(cfg, space, start[0] if start else None))
-    plans = experiment_plans(cfg, space, needed)
+    plans = experiment_plans(cfg, space, needed, start[0] if start else None)
     pending = [p for p in plans if p.action != "reuse"]
     if pending and not build_tables:  # a preview: the tables are not there to load yet
         return Prepared(cfg, splits, space, None, _reward(cfg), None, start, plans)

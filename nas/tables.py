@@ -20,6 +20,8 @@ from latency.model import protocol_from_options
 from latency.profiler import Coverage, build, build_meta, identity_differs
 from latency.signature import Signature
 from latency.table import LatencyTable
+from nas.coverage import coverage_of
+from search_spaces.arch import Arch
 from search_spaces.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 
@@ -103,10 +105,12 @@ def build_planned(plan: TablePlan, log: Callable[[str], None] | None = None) -> 
 
 
 def experiment_plans(cfg: "ExperimentConfig", space: FactorizedSpace,
-                     needed: Callable[[], list[Signature]]) -> list[TablePlan]:
+                     needed: Callable[[], list[Signature]], start: Arch | None = None
+                     ) -> list[TablePlan]:
     """The plans of `latency:` and `netadapt.latency:` with `build: if_missing` (one per
     table file). `needed` (every operator the experiment prices, `nas.coverage`: an
-    enumeration) is only called when there is a plan to make."""
+    enumeration) is only called when there is a plan to make. Without a search stage
+    the table is built for NetAdapt's named `start`, not for the whole space."""
     step = cfg.netadapt.channel_step if cfg.netadapt is not None else 8
     sections = [("latency", cfg.latency)]
     if cfg.netadapt is not None and cfg.netadapt.latency is not None \
@@ -116,7 +120,7 @@ def experiment_plans(cfg: "ExperimentConfig", space: FactorizedSpace,
     if not sections:
         return []
     sigs = needed()
-    coverage = Coverage(cfg.name or "experiment", space=space, extra=tuple(sigs))
+    coverage = coverage_of(cfg, cfg.name or "experiment", space, start, sigs)
     plans: dict[Path, TablePlan] = {}
     for key, lat in sections:
         plan = plan_table(key, lat, coverage, sigs, step, cfg.source)

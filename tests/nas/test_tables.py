@@ -104,3 +104,21 @@ def test_build_needs_a_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
                                                       "kind: flops, "))
     assert main(["validate", str(exp)]) == 2
     assert "latency.build: if_missing builds a table; kind is flops" in capsys.readouterr().err
+
+
+def test_a_netadapt_only_experiment_builds_for_its_start_not_the_space(
+        tmp_path: Path) -> None:
+    from latency.profiler import Coverage
+    from nas.config import load_config
+    from nas.pipeline import prepare
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXP.format(table=tmp_path / "t.csv").replace(
+        "stages: [search]", "stages: [netadapt]")
+        + "netadapt: {start: mobilenet_v3_small, target_ratio: 0.8}\n")
+    prep = prepare(load_config(exp), build_tables=False)  # a preview: times nothing
+    (plan,) = prep.tables
+    timed = plan.coverage.signatures(plan.channel_step)
+    assert plan.action == "build" and len(timed) == plan.total  # what it says it times
+    space = Coverage("space", space=prep.space).signatures(plan.channel_step)
+    assert len(timed) < len(space) / 2
