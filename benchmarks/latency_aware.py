@@ -10,6 +10,8 @@ budget, seed, final training and test split:
   flops   rewarded with MACs, scaled so that MobileNetV3-Small (stride-1 stem, 32x32)
           has the same latency as in that table (so `reward.target_ratio` resolves to
           the same target in ms)
+  random  (with `--configs ... random`) the `table` run with random sampling in place
+          of the controller: the same 600 children's budget, reward and re-ranking
 
 and two hand-designed baselines given the same final training (from scratch, the YAML's
 `final:` budget, the same seed and test split), no search:
@@ -18,9 +20,10 @@ and two hand-designed baselines given the same final training (from scratch, the
   width_multiplier     its widest width multiplier (steps of 0.01) at most the `table`
                        run's final latency in the table; x0.1 when none is that fast
 
-The supernet's training does not involve the latency model, so the `flops` run starts
-from the `table` run's trained supernet (`search/supernet.pt`; the same seed trains the
-same weights) and the two differ only in the reward. Every run is a run directory
+The supernet's training does not involve the latency model nor the strategy, so the
+`flops` and `random` runs start from the `table` run's trained supernet
+(`search/supernet.pt`; the same seed trains the same weights) and differ from it only
+in the reward or in the sampler. Every run is a run directory
 under `--work` (a killed benchmark resumes them).
 
 Then `--measure`, run alone on the machine, times both final networks end to end (the
@@ -31,6 +34,7 @@ prediction error) into `--measured`. Needs ../shared/data/cifar10/train.npz.
     taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
     taskset -c 1 python benchmarks/latency_aware.py --seeds 1
     python benchmarks/latency_aware.py --baselines --seeds 0 1 2   # after the table runs
+    python benchmarks/latency_aware.py --configs random --seeds 0 1 2   # likewise
     python benchmarks/latency_aware.py --measure        # alone: prints the table
     python benchmarks/latency_aware.py --seeds 0 --work /tmp/la --measured /tmp/la.csv \
         --set search.num_trials=6 supernet.epochs=0.05 train.epochs=0.02 final.epochs=0.05
@@ -66,11 +70,7 @@ from search_spaces.transforms import with_input, with_width_multiplier  # noqa: 
 from search_spaces.weights import write_weights  # noqa: E402
 
 EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
-# Each finished network's arch.json and metrics.json, tracked: the run directories are
-# scratch and a new machine does not have them, but a network's latency needs only its
-# architecture, so a later --measure elsewhere can still re-time what was trained here.
-KEPT = ROOT / "benchmarks" / "results" / "latency_aware"
-CONFIGS = ("table", "flops")
+CONFIGS = ("table", "flops", "random")
 NARROWEST = 0.1  # the width multiplier used when none reaches the searched latency
 
 
@@ -97,11 +97,17 @@ def runs_of(config: str, seed: int, work: Path) -> list[Path]:
 EXTRA: list[str] = []  # --set: overrides for every run (a smoke run's budgets)
 
 
+# Each finished network's arch.json and metrics.json go beside --measured's CSV (into
+# benchmarks/results/latency_aware/, tracked): the run directories are scratch that a
+# new machine does not have, but a network's latency needs only its architecture.
+KEPT: list[Path] = []
+
+
 def keep(final: Path, name: str) -> None:
     """Copy a finished network's arch.json and metrics.json into KEPT as `name`.*."""
-    KEPT.mkdir(parents=True, exist_ok=True)
+    KEPT[0].mkdir(parents=True, exist_ok=True)
     for what in ("arch", "metrics"):
-        shutil.copyfile(final / f"{what}.json", KEPT / f"{name}.{what}.json")
+        shutil.copyfile(final / f"{what}.json", KEPT[0] / f"{name}.{what}.json")
 
 
 def run_one(config: str, seed: int, work: Path) -> RunDir:
@@ -116,13 +122,19 @@ def run_one(config: str, seed: int, work: Path) -> RunDir:
         scale = flops_scale(experiment([f"seed={seed}"]))
         say(f"flops seed {seed}: {scale:.4f} ms/MMAC (MobileNetV3-Small as in the table)")
         overrides.append(f"latency={{kind: flops, ms_per_mmac: {scale:.6f}}}")
+    if config == "random":
+        overrides.append("search.strategy=random")
     cfg = experiment(overrides)
     prep = prepare(cfg)
     run = RunDir.create(folder, cfg.name, cfg.to_dict())
     say(f"{config} seed {seed}: run directory {run.root}")
-    if config == "flops":
+    if config != "table":
         # the same seed's supernet, trained once by the table run
-        trained = RunDir(runs_of("table", seed, work)[-1]).supernet_pt
+        tables = runs_of("table", seed, work)
+        if not tables:
+            raise SystemExit(f"{config} seed {seed}: reuses the table run's supernet; "
+                             f"run --configs table first")
+        trained = RunDir(tables[-1]).supernet_pt
         run.supernet_pt.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(trained, run.supernet_pt)
     with run.writing():
@@ -204,6 +216,9 @@ def measure(work: Path, out: Path) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--configs", nargs="+", choices=CONFIGS, default=["table", "flops"],
+                    help="the searches per seed (table first: the others reuse its "
+                         "supernet)")
     ap.add_argument("--measure", action="store_true",
                     help="time the finished runs' final networks (run it alone)")
     ap.add_argument("--baselines", action="store_true",
@@ -216,13 +231,14 @@ def main() -> None:
                     help="overrides for every run, e.g. a smoke run's small budgets")
     args = ap.parse_args()
     EXTRA.extend(args.set)
+    KEPT.append(args.measured.with_suffix(""))
     if args.baselines:
         for seed in args.seeds:
             run_baselines(seed, args.work)
         return
     if not args.measure:
         for seed in args.seeds:
-            for config in CONFIGS:
+            for config in args.configs:
                 run = run_one(config, seed, args.work)
                 keep(run.final.root, f"{config}_s{seed}")
         return
