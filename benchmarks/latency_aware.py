@@ -26,10 +26,11 @@ The supernet's training does not involve the latency model nor the strategy, so 
 in the reward or in the sampler. Every run is a run directory
 under `--work` (a killed benchmark resumes them).
 
-Then `--measure`, run alone on the machine, times both final networks end to end (the
+Then `--measure`, run alone on the machine, times every final network end to end (the
 exported ONNX file under ONNX Runtime, the torch model under eager torch; 1 thread,
 batch 1; the median of 30 runs, and the table's own protocol, p10 of 30, for the
-prediction error) into `--measured`. Needs ../shared/data/cifar10/train.npz.
+prediction error), `--passes` times over, into `--measured` (every pass), and prints the
+median over passes per network and their mean and std per config. Needs ../shared/data/cifar10/train.npz.
 
     taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
     taskset -c 1 python benchmarks/latency_aware.py --seeds 1
@@ -184,32 +185,36 @@ def run_baselines(seed: int, work: Path) -> None:
         keep(work / f"{name}_s{seed}" / "final", f"{name}_s{seed}")
 
 
-def measure(work: Path, out: Path) -> pd.DataFrame:
-    """Both final networks of every finished run, timed end to end here."""
+def measure(work: Path, out: Path, passes: int) -> pd.DataFrame:
+    """Every finished final network, timed end to end here `passes` times over (this
+    machine's level drifts between minutes more than within one network's 30 runs); all
+    passes into `out`, and returned as the median over passes per network."""
     table = build_latency_model(experiment([]))
     rows = []
-    for metrics_json in sorted(work.glob("*_s*/**/final/metrics.json")):
-        final = metrics_json.parent
-        config, seed = metrics_json.relative_to(work).parts[0].rsplit("_s", 1)
-        m = json.loads(metrics_json.read_text())
-        arch = load_arch(final / "arch.json")
-        row = {"config": config, "seed": int(seed), "test_top1": m["test_top1"],
-               "params": m["params"], "macs": m["macs"],
-               "table_ms": table.predict(arch).ms, "target_ms": m["latency_target_ms"]}
-        for name, pct in (("median", 50.0), ("p10", 10.0)):
-            t = time_exported(load_model(arch, final / "weights.pt"),
-                              (1, arch.in_ch, arch.resolution, arch.resolution),
-                              final / "model.onnx",
-                              Protocol(threads=1, repeats=30, percentile=pct))
-            for backend, timing in t.items():
-                row[f"{backend}_{name}_ms"] = timing.ms
-        rows.append(row)
-        say(f"{config} seed {seed}: {json.dumps(row)}")
-    frame = pd.DataFrame(rows).sort_values(["seed", "config"])
+    for p in range(passes):
+        for metrics_json in sorted(work.glob("*_s*/**/final/metrics.json")):
+            final = metrics_json.parent
+            config, seed = metrics_json.relative_to(work).parts[0].rsplit("_s", 1)
+            m = json.loads(metrics_json.read_text())
+            arch = load_arch(final / "arch.json")
+            row = {"pass": p, "config": config, "seed": int(seed), "test_top1": m["test_top1"],
+                   "params": m["params"], "macs": m["macs"],
+                   "table_ms": table.predict(arch).ms, "target_ms": m["latency_target_ms"]}
+            for name, pct in (("median", 50.0), ("p10", 10.0)):
+                t = time_exported(load_model(arch, final / "weights.pt"),
+                                  (1, arch.in_ch, arch.resolution, arch.resolution),
+                                  final / "model.onnx",
+                                  Protocol(threads=1, repeats=30, percentile=pct))
+                for backend, timing in t.items():
+                    row[f"{backend}_{name}_ms"] = timing.ms
+            rows.append(row)
+            say(f"pass {p + 1}/{passes} {config} seed {seed}: {json.dumps(row)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    frame = (pd.DataFrame(rows).drop(columns="pass").groupby(["seed", "config"])
+             .median().reset_index())
     frame["torch_off_target"] = (frame["torch_median_ms"] / frame["target_ms"] - 1).abs()
     frame["table_error"] = frame["table_ms"] / frame["torch_p10_ms"] - 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
     return frame
 
 
@@ -227,6 +232,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware")
     ap.add_argument("--measured", type=Path,
                     default=ROOT / "benchmarks" / "results" / "latency_aware.csv")
+    ap.add_argument("--passes", type=int, default=5,
+                    help="--measure: timing passes over all networks (medians reported)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides for every run, e.g. a smoke run's small budgets")
     args = ap.parse_args()
@@ -242,7 +249,7 @@ def main() -> None:
                 run = run_one(config, seed, args.work)
                 keep(run.final.root, f"{config}_s{seed}")
         return
-    frame = measure(args.work, args.measured)
+    frame = measure(args.work, args.measured, args.passes)
     cols = ["test_top1", "table_ms", "torch_median_ms", "onnxruntime_median_ms",
             "torch_off_target", "table_error", "params"]
     with pd.option_context("display.width", 200, "display.max_columns", None):
