@@ -30,7 +30,8 @@ Then `--measure`, run alone on the machine, times every final network end to end
 exported ONNX file under ONNX Runtime, the torch model under eager torch; 1 thread,
 batch 1; the median of 30 runs, and the table's own protocol, p10 of 30, for the
 prediction error), `--passes` times over, into `--measured` (every pass), and prints the
-median over passes per network and their mean and std per config. Needs ../shared/data/cifar10/train.npz.
+median over passes per network and their mean and std per config. Needs
+../shared/data/cifar10/train.npz.
 
     taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
     taskset -c 1 python benchmarks/latency_aware.py --seeds 1
