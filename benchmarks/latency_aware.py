@@ -99,17 +99,13 @@ def runs_of(config: str, seed: int, work: Path) -> list[Path]:
 EXTRA: list[str] = []  # --set: overrides for every run (a smoke run's budgets)
 
 
-# Each finished network's arch.json and metrics.json go beside --measured's CSV (into
-# benchmarks/results/latency_aware/, tracked): the run directories are scratch that a
-# new machine does not have, but a network's latency needs only its architecture.
-KEPT: list[Path] = []
-
-
-def keep(final: Path, name: str) -> None:
-    """Copy a finished network's arch.json and metrics.json into KEPT as `name`.*."""
-    KEPT[0].mkdir(parents=True, exist_ok=True)
+def keep(final: Path, kept: Path, name: str) -> None:
+    """Copy a finished network's arch.json and metrics.json into `kept` as `name`.*:
+    the run directories are scratch that a new machine does not have, but a network's
+    latency needs only its architecture (benchmarks/results/latency_aware/, tracked)."""
+    kept.mkdir(parents=True, exist_ok=True)
     for what in ("arch", "metrics"):
-        shutil.copyfile(final / f"{what}.json", KEPT[0] / f"{name}.{what}.json")
+        shutil.copyfile(final / f"{what}.json", kept / f"{name}.{what}.json")
 
 
 def run_one(config: str, seed: int, work: Path) -> RunDir:
@@ -144,7 +140,7 @@ def run_one(config: str, seed: int, work: Path) -> RunDir:
     return run
 
 
-def run_baselines(seed: int, work: Path) -> None:
+def run_baselines(seed: int, work: Path, kept: Path) -> None:
     """MobileNetV3-Small and its width multiplier at the `table` run's latency, each
     trained like the runs' final network into `<work>/<baseline>_s<seed>/final/` (arch,
     weights, ONNX and metrics, as a run's `final/` has them); done ones are skipped."""
@@ -183,33 +179,36 @@ def run_baselines(seed: int, work: Path) -> None:
             "train_min": minutes})
         say(f"{name} seed {seed}: test top-1 {test:.4f} ({minutes:.1f} min)")
     for name in nets:
-        keep(work / f"{name}_s{seed}" / "final", f"{name}_s{seed}")
+        keep(work / f"{name}_s{seed}" / "final", kept, f"{name}_s{seed}")
 
 
 def measure(work: Path, out: Path, passes: int) -> pd.DataFrame:
     """Every finished final network, timed end to end here `passes` times over (this
     machine's level drifts between minutes more than within one network's 30 runs); all
-    passes into `out`, and returned as the median over passes per network."""
+    passes into `out`, and returned as the median over passes per network. Each timing
+    gives the median and the table's p10 of the same 30 runs."""
     table = build_latency_model(experiment([]))
+    nets = []  # loaded once, timed every pass
+    for metrics_json in sorted(work.glob("*_s*/**/final/metrics.json")):
+        final = metrics_json.parent
+        config, seed = metrics_json.relative_to(work).parts[0].rsplit("_s", 1)
+        m = json.loads(metrics_json.read_text())
+        arch = load_arch(final / "arch.json")
+        row = {"config": config, "seed": int(seed), "test_top1": m["test_top1"],
+               "params": m["params"], "macs": m["macs"],
+               "table_ms": table.predict(arch).ms, "target_ms": m["latency_target_ms"]}
+        nets.append((row, arch, load_model(arch, final / "weights.pt"), final / "model.onnx"))
     rows = []
     for p in range(passes):
-        for metrics_json in sorted(work.glob("*_s*/**/final/metrics.json")):
-            final = metrics_json.parent
-            config, seed = metrics_json.relative_to(work).parts[0].rsplit("_s", 1)
-            m = json.loads(metrics_json.read_text())
-            arch = load_arch(final / "arch.json")
-            row = {"pass": p, "config": config, "seed": int(seed), "test_top1": m["test_top1"],
-                   "params": m["params"], "macs": m["macs"],
-                   "table_ms": table.predict(arch).ms, "target_ms": m["latency_target_ms"]}
-            for name, pct in (("median", 50.0), ("p10", 10.0)):
-                t = time_exported(load_model(arch, final / "weights.pt"),
-                                  (1, arch.in_ch, arch.resolution, arch.resolution),
-                                  final / "model.onnx",
-                                  Protocol(threads=1, repeats=30, percentile=pct))
-                for backend, timing in t.items():
-                    row[f"{backend}_{name}_ms"] = timing.ms
+        for base, arch, model, onnx in nets:
+            row = {"pass": p, **base}
+            t = time_exported(model, (1, arch.in_ch, arch.resolution, arch.resolution), onnx,
+                              Protocol(threads=1, repeats=30, percentile=10.0))
+            for backend, timing in t.items():
+                row[f"{backend}_median_ms"] = timing.median_ms
+                row[f"{backend}_p10_ms"] = timing.ms
             rows.append(row)
-            say(f"pass {p + 1}/{passes} {config} seed {seed}: {json.dumps(row)}")
+            say(f"pass {p + 1}/{passes} {row['config']} seed {row['seed']}: {json.dumps(row)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out, index=False)
     frame = (pd.DataFrame(rows).drop(columns="pass").groupby(["seed", "config"])
@@ -239,16 +238,16 @@ def main() -> None:
                     help="overrides for every run, e.g. a smoke run's small budgets")
     args = ap.parse_args()
     EXTRA.extend(args.set)
-    KEPT.append(args.measured.with_suffix(""))
+    kept = args.measured.with_suffix("")  # beside the CSV
     if args.baselines:
         for seed in args.seeds:
-            run_baselines(seed, args.work)
+            run_baselines(seed, args.work, kept)
         return
     if not args.measure:
         for seed in args.seeds:
             for config in args.configs:
                 run = run_one(config, seed, args.work)
-                keep(run.final.root, f"{config}_s{seed}")
+                keep(run.final.root, kept, f"{config}_s{seed}")
         return
     frame = measure(args.work, args.measured, args.passes)
     cols = ["test_top1", "table_ms", "torch_median_ms", "onnxruntime_median_ms",

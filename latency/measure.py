@@ -111,17 +111,20 @@ class Protocol:
 
 @dataclass(frozen=True)
 class Timing:
-    """A measured latency: the statistic, its spread (robust std) and sample count."""
+    """A measured latency: the statistic, its spread (robust std) and sample count,
+    and the same samples' median (what a reader compares across runs)."""
 
     ms: float
     std_ms: float
     count: int
+    median_ms: float = float("nan")
 
 
 def summarize(samples_ms: Sequence[float], percentile: float) -> Timing:
     x = np.asarray(samples_ms, dtype=float)
-    mad = float(np.median(np.abs(x - np.median(x))))
-    return Timing(float(np.percentile(x, percentile)), 1.4826 * mad, len(x))
+    median = float(np.median(x))
+    mad = float(np.median(np.abs(x - median)))
+    return Timing(float(np.percentile(x, percentile)), 1.4826 * mad, len(x), median)
 
 
 # ------------------------------------------------------------------ locking

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from latency.profiler import Coverage
 from latency.table import LatencyTable
 from nas.cli import main
+from nas.config import load_config
+from nas.pipeline import prepare
 
 NAS = str(Path(sys.executable).parent / "nas")
 
@@ -108,10 +111,6 @@ def test_build_needs_a_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 def test_a_netadapt_only_experiment_builds_for_its_start_not_the_space(
         tmp_path: Path) -> None:
-    from latency.profiler import Coverage
-    from nas.config import load_config
-    from nas.pipeline import prepare
-
     exp = tmp_path / "exp.yaml"
     exp.write_text(EXP.format(table=tmp_path / "t.csv").replace(
         "stages: [search]", "stages: [netadapt]")
