@@ -31,13 +31,17 @@ exported ONNX file under ONNX Runtime, the torch model under eager torch; 1 thre
 batch 1; the median of 30 runs, and the table's own protocol, p10 of 30, for the
 prediction error), `--passes` times over, into `--measured` (every pass), and prints the
 median over passes per network and their mean and std per config. Needs
-../shared/data/cifar10/train.npz.
+../shared/data/cifar10/train.npz. On a machine without the run directories,
+`--measure --from-kept` times the networks kept in `--kept` instead (their arch.json
+with fresh weights, priced by this machine's table, built first if missing).
 
     taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
     taskset -c 1 python benchmarks/latency_aware.py --seeds 1
     python benchmarks/latency_aware.py --baselines --seeds 0 1 2   # after the table runs
     python benchmarks/latency_aware.py --configs random --seeds 0 1 2   # likewise
     python benchmarks/latency_aware.py --measure        # alone: prints the table
+    python benchmarks/latency_aware.py --measure --from-kept \
+        --measured benchmarks/results/latency_aware_here.csv   # another machine
     python benchmarks/latency_aware.py --seeds 0 --work /tmp/la --measured /tmp/la.csv \
         --set search.num_trials=6 supernet.epochs=0.05 train.epochs=0.02 final.epochs=0.05
                                                         # a smoke run, not a result
@@ -49,7 +53,9 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,22 +188,54 @@ def run_baselines(seed: int, work: Path, kept: Path) -> None:
         keep(work / f"{name}_s{seed}" / "final", kept, f"{name}_s{seed}")
 
 
-def measure(work: Path, out: Path, passes: int) -> pd.DataFrame:
-    """Every finished final network, timed end to end here `passes` times over (this
-    machine's level drifts between minutes more than within one network's 30 runs); all
-    passes into `out`, and returned as the median over passes per network. Each timing
-    gives the median and the table's p10 of the same 30 runs."""
-    table = build_latency_model(experiment([]))
-    nets = []  # loaded once, timed every pass
+def finished(work: Path) -> Iterator[tuple[str, Path, Path, Path | None, Path]]:
+    """(name, arch.json, metrics.json, weights.pt, model.onnx) of every final network
+    under `work`."""
     for metrics_json in sorted(work.glob("*_s*/**/final/metrics.json")):
         final = metrics_json.parent
-        config, seed = metrics_json.relative_to(work).parts[0].rsplit("_s", 1)
-        m = json.loads(metrics_json.read_text())
-        arch = load_arch(final / "arch.json")
-        row = {"config": config, "seed": int(seed), "test_top1": m["test_top1"],
-               "params": m["params"], "macs": m["macs"],
-               "table_ms": table.predict(arch).ms, "target_ms": m["latency_target_ms"]}
-        nets.append((row, arch, load_model(arch, final / "weights.pt"), final / "model.onnx"))
+        name = metrics_json.relative_to(work).parts[0]
+        yield name, final / "arch.json", metrics_json, final / "weights.pt", final / "model.onnx"
+
+
+def kept_networks(kept: Path, scratch: Path
+                  ) -> Iterator[tuple[str, Path, Path, Path | None, Path]]:
+    """Likewise for the networks kept in `kept`, each exported to ONNX in `scratch` with
+    freshly initialised weights (None): a machine without the run directories can time
+    them, since latency depends on the shapes, not on the trained values."""
+    for arch_json in sorted(kept.glob("*_s*.arch.json")):
+        name = arch_json.name.removesuffix(".arch.json")
+        onnx = scratch / f"{name}.onnx"
+        export(load_arch(arch_json), None, "onnx", onnx)
+        yield name, arch_json, kept / f"{name}.metrics.json", None, onnx
+
+
+def measure(work: Path, out: Path, passes: int, kept: Path | None = None) -> pd.DataFrame:
+    """Every finished final network under `work` (or, given `kept`, every network kept
+    there), timed end to end here `passes` times over (this machine's level drifts
+    between minutes more than within one network's 30 runs); all passes into `out`, and
+    returned as the median over passes per network. Each timing gives the median and the
+    table's p10 of the same 30 runs. `table_ms` prices each network in this machine's
+    table (built first if missing) and `target_ms` is the experiment's target resolved
+    in it; `run_target_ms` is the one the network's run had (on the machine it ran on)."""
+    prep = prepare(experiment([]))
+    table, target = prep.latency, prep.cfg.reward.target_ms
+    with tempfile.TemporaryDirectory() as scratch:
+        sources = finished(work) if kept is None else kept_networks(kept, Path(scratch))
+        nets = []  # loaded once, timed every pass
+        for name, arch_json, metrics_json, weights, onnx in sources:
+            config, seed = name.rsplit("_s", 1)
+            m = json.loads(metrics_json.read_text())
+            arch = load_arch(arch_json)
+            row = {"config": config, "seed": int(seed), "test_top1": m["test_top1"],
+                   "params": m["params"], "macs": m["macs"],
+                   "table_ms": table.predict(arch).ms, "target_ms": target,
+                   "run_target_ms": m["latency_target_ms"]}
+            nets.append((row, arch, load_model(arch, weights), onnx))
+        return _time_passes(nets, out, passes)
+
+
+def _time_passes(nets: list, out: Path, passes: int) -> pd.DataFrame:
+    """`nets` ((row, arch, model, onnx)) timed `passes` times over; see `measure`."""
     rows = []
     for p in range(passes):
         for base, arch, model, onnx in nets:
@@ -232,13 +270,21 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware")
     ap.add_argument("--measured", type=Path,
                     default=ROOT / "benchmarks" / "results" / "latency_aware.csv")
+    ap.add_argument("--kept", type=Path,
+                    default=ROOT / "benchmarks" / "results" / "latency_aware",
+                    help="where each finished network's arch.json and metrics.json are "
+                         "kept (tracked; the run directories are scratch)")
+    ap.add_argument("--from-kept", action="store_true",
+                    help="--measure: time the networks in --kept (their arch.json, fresh "
+                         "weights) instead of --work's run directories: for a machine "
+                         "that lacks them")
     ap.add_argument("--passes", type=int, default=5,
                     help="--measure: timing passes over all networks (medians reported)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides for every run, e.g. a smoke run's small budgets")
     args = ap.parse_args()
     EXTRA.extend(args.set)
-    kept = args.measured.with_suffix("")  # beside the CSV
+    kept = args.kept
     if args.baselines:
         for seed in args.seeds:
             run_baselines(seed, args.work, kept)
@@ -249,7 +295,8 @@ def main() -> None:
                 run = run_one(config, seed, args.work)
                 keep(run.final.root, kept, f"{config}_s{seed}")
         return
-    frame = measure(args.work, args.measured, args.passes)
+    frame = measure(args.work, args.measured, args.passes,
+                    kept if args.from_kept else None)
     cols = ["test_top1", "table_ms", "torch_median_ms", "onnxruntime_median_ms",
             "torch_off_target", "table_error", "params"]
     with pd.option_context("display.width", 200, "display.max_columns", None):

@@ -47,11 +47,10 @@ from nas.config import build_latency_model, build_space, load_config  # noqa: E4
 from nas.data import load_data  # noqa: E402
 from nas.pipeline import resume, start  # noqa: E402
 from nas.rundir import RunDir  # noqa: E402
-from nas.train import build_seeded, evaluate, train, wanted_threads  # noqa: E402
+from nas.stages.final import train_and_score  # noqa: E402
 from search_spaces.arch import Arch, load_arch  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
 from search_spaces.reference import load_reference  # noqa: E402
-from search_spaces.threads import torch_threads  # noqa: E402
 from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
 
 EXPERIMENT = ROOT / "benchmarks" / "supernet_search.yaml"
@@ -109,14 +108,11 @@ def run_search(name: str, seed: int, overrides: list[str], work: Path) -> tuple[
 def final_training(arch: Arch, seed: int, epochs: float, exp_cfg, splits
                    ) -> tuple[nn.Module, float, float, float]:
     """The trained model, its val and test top-1 after the benchmark's one final
-    training, and the minutes it took."""
+    training (the pipeline's, `nas.stages.final.train_and_score`), and the minutes it
+    took."""
     cfg = replace(exp_cfg.train, epochs=epochs, steps=None)
     t0 = time.perf_counter()
-    model = build_seeded(arch, seed)
-    with torch_threads(wanted_threads(cfg)):
-        train(model, splits.train, cfg, seed, log=lambda _: None)
-        val = evaluate(model, splits.val, cfg.eval_batch_size)
-        test = evaluate(model, splits.test, cfg.eval_batch_size)
+    model, _, val, test = train_and_score(arch, cfg, splits, seed)
     return model, val, test, (time.perf_counter() - t0) / 60
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
+from torch import nn
 
 from latency.deployed import latency_record, pricing, time_exported
 from latency.measure import compute_lock
@@ -24,7 +25,7 @@ from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
 from nas.stages.export import Preprocessing, export, load_model
 from nas.stages.report import FINAL_METRICS, REFERENCES
-from nas.train import TrainConfig, build_seeded, evaluate, train, wanted_threads
+from nas.train import TrainConfig, TrainStats, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
 from search_spaces.counting import count
 from search_spaces.errors import UserError
@@ -66,24 +67,22 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     if final.epochs or final.steps:  # the final budget replaces train:'s as a whole
         cfg = replace(cfg, epochs=final.epochs, steps=final.steps)
     start = time.perf_counter()
-    model = build_seeded(arch, seed)
+    initial = None
     if final.init == "netadapt":
         assert weights is not None
-        model.load_state_dict(read_weights(weights, arch))
+        initial = read_weights(weights, arch)
     elif final.init == "supernet":
         if inherit is None or source != "search":
             raise UserError("final.init: supernet fine-tunes the search's best child from "
                             "the supernet; the network to train comes from " + source,
                             str(run.config_path))
-        model.load_state_dict(inherit(arch))
+        initial = inherit(arch)
     what = {"scratch": "from scratch", "netadapt": "from NetAdapt's weights",
             "supernet": "from the weights it inherits from the supernet"}[final.init]
     log(f"final_train: {len(arch.layers)}-layer network from {source}, trained {what}")
-    with compute_lock(), torch_threads(wanted_threads(cfg)):
-        # a killed final training continues from its last checkpoint on resume
-        stats = train(model, splits.train, cfg, seed, log, checkpoint=folder.checkpoint_pt)
-        val = evaluate(model, splits.val, cfg.eval_batch_size)
-        test = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
+    # a killed final training continues from its last checkpoint on resume
+    model, stats, val, test = train_and_score(arch, cfg, splits, seed, log, initial,
+                                              checkpoint=folder.checkpoint_pt)
     atomic_write(folder.arch_json, arch.to_json())
     write_weights(model.state_dict(), folder.weights_pt)
     atomic_write(folder.preprocessing_json,
@@ -105,6 +104,25 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     return metrics
 
 
+def train_and_score(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
+                    log: Callable[[str], None] | None = None,
+                    initial: Mapping[str, torch.Tensor] | None = None,
+                    checkpoint: Path | None = None
+                    ) -> tuple[nn.Module, TrainStats, float, float | None]:
+    """The one final training: `arch` built from `seed` (or loaded with `initial`),
+    trained on `splits.train` under `cfg`; the model, what the training did, and its
+    validation and test top-1 (None without a test split). The final network, the
+    reference nets and the benchmarks' baselines all go through it, so they compare."""
+    model = build_seeded(arch, seed)
+    if initial is not None:
+        model.load_state_dict(initial)
+    with compute_lock(), torch_threads(wanted_threads(cfg)):
+        stats = train(model, splits.train, cfg, seed, log, checkpoint=checkpoint)
+        val = evaluate(model, splits.val, cfg.eval_batch_size)
+        test = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
+    return model, stats, val, test
+
+
 def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
                       log: Callable[[str], None]) -> dict[str, float | None]:
     """Test top-1 of the reference nets trained from scratch on the same budget."""
@@ -114,10 +132,7 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
         ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
                          arch.stem.stride)
         log(f"final_train: training the reference {name} on the same budget")
-        model = build_seeded(ref, seed)
-        with compute_lock(), torch_threads(wanted_threads(cfg)):
-            train(model, splits.train, cfg, seed, log)
-            out[name] = evaluate(model, splits.test, cfg.eval_batch_size) if splits.test else None
+        out[name] = train_and_score(ref, cfg, splits, seed, log)[3]
     return out
 
 
