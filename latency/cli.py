@@ -20,7 +20,7 @@ from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
 
 SPACE_HELP = (f"{' | '.join(SPACE_NAMES)} | ARCH.json | a reference net name | EXP.yaml "
-              f"(export-ops: every operator the experiment prices)")
+              f"(every operator the experiment prices)")
 
 # Set by the `nas` CLI: an experiment YAML's coverage (its space, NetAdapt start and the
 # report's reference nets). Experiments live in `nas`, above this package.
@@ -76,7 +76,10 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _table_coverage(table: LatencyTable, args: argparse.Namespace) -> Coverage:
-    """The space/network to check: the command line's, else the table's metadata."""
+    """The space/network to check: the command line's (an experiment YAML: what it
+    prices), else the table's metadata."""
+    if args.space and Path(args.space).suffix in (".yaml", ".yml"):
+        return _coverage(args)
     meta = table.meta
     spec = args.space or meta.get("space")
     if not spec:

@@ -164,3 +164,39 @@ reward: {{target_ms: 2.0}}
     table.write_text("\n".join(timed[:-1]) + "\n")  # one operator short
     assert main(["validate", str(exp)]) == 2
     assert "latency.path: 1 of the" in capsys.readouterr().err
+
+
+def test_check_and_calibrate_take_an_experiment_yaml_as_space(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--space EXP.yaml` samples what the experiment prices in check and calibrate too,
+    as in build and export-ops (it was read as an Arch JSON there)."""
+    from latency.table import LatencyTable
+
+    exp = tmp_path / "exp.yaml"
+    table = tmp_path / "t.csv"
+    exp.write_text(f"""\
+name: tiny
+search: {{space: mobilenetv3, resolution: 16, stem_stride: 1, ops: [dsconv],
+         skeleton: {{stem: 8, head_conv: 16, head_hidden: 32,
+                     blocks: [{{width: 8, layers: 1, stride: 1}}]}},
+         num_trials: 1, executor: inline}}
+data: {{kind: synthetic, synthetic: {{num_classes: 4, train_size: 60, test_size: 10,
+                                      image_size: 16}}}}
+train: {{steps: 1, batch_size: 8, threads: 1}}
+latency: {{kind: table, path: {table}}}
+reward: {{target_ms: 2.0}}
+""")
+    fast = ["--repeats", "3", "--warmup", "1"]
+    assert main(["latency", "build", "--space", str(exp), "--out", str(table),
+                 "--calibrate", "2", *fast]) == 0
+    capsys.readouterr()
+    assert main(["latency", "check", "--table", str(table), "--space", str(exp),
+                 "--samples", "3", "--repeats", "2", "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["samples"] == 3
+    assert main(["latency", "calibrate", "--table", str(table), "--space", str(exp),
+                 "--networks", "2"]) == 0, capsys.readouterr().err
+    assert "fitted on 2 networks measured now" in capsys.readouterr().out
+    assert LatencyTable.load(table).calibration.networks == 2
+    assert main(["latency", "check", "--table", str(table), "--space", str(exp),
+                 "--resolution", "32"]) == 2  # the experiment says its own input
+    assert "--resolution: an experiment YAML says it itself" in capsys.readouterr().err
