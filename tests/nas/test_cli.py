@@ -128,17 +128,10 @@ def test_a_device_the_machine_lacks_is_refused_before_the_run(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_phone_table_flow_from_export_ops_of_an_experiment_to_a_valid_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """export-ops EXP.yaml writes exactly the operators the experiment prices (its space
-    and the report's reference nets); once timed, that table validates under policy
-    error; one row short, the run is refused."""
-    from latency.table import LatencyTable
-
-    exp = tmp_path / "exp.yaml"
-    table = tmp_path / "phone.csv"
-    exp.write_text(f"""\
-name: phone
+def tiny_experiment(path: Path, name: str, table: Path) -> None:
+    """A one-block experiment at 16x16 priced by the table at `table`, written to `path`."""
+    path.write_text(f"""\
+name: {name}
 search: {{space: mobilenetv3, resolution: 16, stem_stride: 1, ops: [dsconv],
          skeleton: {{stem: 8, head_conv: 16, head_hidden: 32,
                      blocks: [{{width: 8, layers: 1, stride: 1}}]}},
@@ -149,6 +142,18 @@ train: {{steps: 1, batch_size: 8, threads: 1}}
 latency: {{kind: table, path: {table}}}
 reward: {{target_ms: 2.0}}
 """)
+
+
+def test_the_phone_table_flow_from_export_ops_of_an_experiment_to_a_valid_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """export-ops EXP.yaml writes exactly the operators the experiment prices (its space
+    and the report's reference nets); once timed, that table validates under policy
+    error; one row short, the run is refused."""
+    from latency.table import LatencyTable
+
+    exp = tmp_path / "exp.yaml"
+    table = tmp_path / "phone.csv"
+    tiny_experiment(exp, "phone", table)
     assert main(["latency", "export-ops", "--space", str(exp), "--out",
                  str(tmp_path / "ops")]) == 0
     template = (tmp_path / "ops" / "template.csv").read_text().splitlines()
@@ -174,18 +179,7 @@ def test_check_and_calibrate_take_an_experiment_yaml_as_space(
 
     exp = tmp_path / "exp.yaml"
     table = tmp_path / "t.csv"
-    exp.write_text(f"""\
-name: tiny
-search: {{space: mobilenetv3, resolution: 16, stem_stride: 1, ops: [dsconv],
-         skeleton: {{stem: 8, head_conv: 16, head_hidden: 32,
-                     blocks: [{{width: 8, layers: 1, stride: 1}}]}},
-         num_trials: 1, executor: inline}}
-data: {{kind: synthetic, synthetic: {{num_classes: 4, train_size: 60, test_size: 10,
-                                      image_size: 16}}}}
-train: {{steps: 1, batch_size: 8, threads: 1}}
-latency: {{kind: table, path: {table}}}
-reward: {{target_ms: 2.0}}
-""")
+    tiny_experiment(exp, "tiny", table)
     fast = ["--repeats", "3", "--warmup", "1"]
     assert main(["latency", "build", "--space", str(exp), "--out", str(table),
                  "--calibrate", "2", *fast]) == 0
