@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
+from torch import nn  # noqa: E402
 
 from benchmarks.supernet_search import final_training, widest_multiplier  # noqa: E402
 from latency.deployed import time_exported  # noqa: E402
@@ -234,8 +235,9 @@ def measure(work: Path, out: Path, passes: int, kept: Path | None = None) -> pd.
         return _time_passes(nets, out, passes)
 
 
-def _time_passes(nets: list, out: Path, passes: int) -> pd.DataFrame:
-    """`nets` ((row, arch, model, onnx)) timed `passes` times over; see `measure`."""
+def _time_passes(nets: list[tuple[dict, Arch, nn.Module, Path]], out: Path, passes: int
+                 ) -> pd.DataFrame:
+    """`nets` (row, arch, model, ONNX file) timed `passes` times over; see `measure`."""
     rows = []
     for p in range(passes):
         for base, arch, model, onnx in nets:

@@ -132,7 +132,7 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
         ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
                          arch.stem.stride)
         log(f"final_train: training the reference {name} on the same budget")
-        out[name] = train_and_score(ref, cfg, splits, seed, log)[3]
+        _, _, _, out[name] = train_and_score(ref, cfg, splits, seed, log)
     return out
 
 
