@@ -45,8 +45,12 @@ def _coverage_args(p: argparse.ArgumentParser, required: bool) -> None:
                    help="NetAdapt shrink step in channels (default 8)")
 
 
+def _is_experiment(space: str | None) -> bool:
+    return space is not None and Path(space).suffix in (".yaml", ".yml")
+
+
 def _coverage(args: argparse.Namespace) -> Coverage:
-    if Path(args.space).suffix in (".yaml", ".yml"):
+    if _is_experiment(args.space):
         given = [f for f in ("resolution", "stem_stride", "classes", "skeleton", "ops")
                  if getattr(args, f) is not None]
         if given:
@@ -78,7 +82,7 @@ def _build(args: argparse.Namespace) -> None:
 def _table_coverage(table: LatencyTable, args: argparse.Namespace) -> Coverage:
     """The space/network to check: the command line's (an experiment YAML: what it
     prices), else the table's metadata."""
-    if args.space and Path(args.space).suffix in (".yaml", ".yml"):
+    if _is_experiment(args.space):
         return _coverage(args)
     meta = table.meta
     spec = args.space or meta.get("space")
