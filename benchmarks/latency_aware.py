@@ -72,11 +72,11 @@ from nas.pipeline import prepare, resume, run_stages  # noqa: E402
 from nas.rundir import RunDir, write_json  # noqa: E402
 from nas.stages.export import export, load_model  # noqa: E402
 from search_spaces.arch import Arch, load_arch  # noqa: E402
-from search_spaces.files import atomic_write  # noqa: E402
+from search_spaces.infra.files import atomic_write  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
 from search_spaces.reference import load_reference  # noqa: E402
 from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
-from search_spaces.weights import write_weights  # noqa: E402
+from search_spaces.infra.weights import write_weights  # noqa: E402
 
 EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
 CONFIGS = ("table", "flops", "random")

@@ -38,13 +38,13 @@ from nas.data import DataConfig, load_data  # noqa: E402
 from nas.step import make_step  # noqa: E402
 from nas.train import TrainConfig, build_seeded, evaluate  # noqa: E402
 from netadapt.inherit import inherit  # noqa: E402
-from netadapt.jobs import Job, inline_executor  # noqa: E402
+from search_spaces.infra.jobs import Job, inline_executor  # noqa: E402
 from netadapt.loop import NetAdapt, job_seed  # noqa: E402
 from search_spaces.arch import Arch, load_arch  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
 from search_spaces.reference import load_reference  # noqa: E402
 from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
-from search_spaces.weights import read_weights, write_weights  # noqa: E402
+from search_spaces.infra.weights import read_weights, write_weights  # noqa: E402
 
 
 def start_arch() -> Arch:

@@ -24,7 +24,7 @@ from latency.profiler import Coverage
 from latency.table import LatencyTable
 from search_spaces.arch import Arch
 from search_spaces.counting import count
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 BAND = 0.10 + 1e-9  # +-10%, with room for floating-point rounding at the edge

@@ -13,8 +13,8 @@ from latency.missing import POLICIES
 from latency.model import TableModel
 from latency.profiler import Coverage, build, recalibrate, resolve_coverage
 from latency.table import LatencyTable
-from search_spaces.errors import UserError
-from search_spaces.files import to_json
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import to_json
 from search_spaces.factorized import SPACE_NAMES
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input

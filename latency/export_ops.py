@@ -18,7 +18,7 @@ from latency.measure import onnx_bytes
 from latency.profiler import Coverage, Progress
 from latency.signature import Signature, build_op
 from latency.table import write_template
-from search_spaces.files import atomic_write
+from search_spaces.infra.files import atomic_write
 
 
 def export_op(sig: Signature, path: Path, se_gate: str) -> None:

@@ -48,8 +48,8 @@ from torch import nn
 
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
-from search_spaces.errors import UserError
-from search_spaces.threads import torch_threads
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.threads import torch_threads
 
 BACKENDS = ("torch", "onnxruntime")
 DEVICES = ("cpu", "cuda")

@@ -18,7 +18,7 @@ from latency.measure import DEVICES, Protocol, prepare, time_interleaved
 from latency.signature import Signature, build_op
 from latency.table import LatencyTable, Row, write_template
 from search_spaces.counting import activation_elements
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 POLICIES = ("error", "interpolate", "measure")
 CHANNELS = ("in_ch", "exp_ch", "out_ch", "se_ch")

@@ -14,7 +14,7 @@ from latency.signature import Signature, signatures
 from latency.table import LatencyTable
 from search_spaces.arch import Arch
 from search_spaces.counting import count
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 Source = Literal["table", "table_interpolated", "measured", "flops"]
 

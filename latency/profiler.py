@@ -26,7 +26,7 @@ from latency.shrink import random_shrink, shrink_variants
 from latency.signature import Signature, build_op, signatures
 from latency.table import Calibration, LatencyTable, Row, format_header
 from search_spaces.arch import Arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import CONV_OPS, SPACE_NAMES, FactorizedSpace, make_space
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input

@@ -26,8 +26,8 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from latency.signature import KEY_COLUMNS, Signature, check_signature
-from search_spaces.errors import UserError, read_user_text
-from search_spaces.files import atomic_write, writing
+from search_spaces.infra.errors import UserError, read_user_text
+from search_spaces.infra.files import atomic_write, writing
 
 FORMAT = "nas-latency-table 1"
 VALUE_COLUMNS = ("latency_ms", "std_ms", "count")

@@ -16,11 +16,11 @@ from nas.search.core import SearchFailed
 from netadapt.loop import NetAdaptFailed
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
-from search_spaces.errors import UserError, WriteError
-from search_spaces.files import to_json
+from search_spaces.infra.errors import UserError, WriteError
+from search_spaces.infra.files import to_json
 from search_spaces.reference import reference_names
 from search_spaces.transforms import with_input
-from search_spaces.weights import ARCH_FILE, WEIGHTS_FILE
+from search_spaces.infra.weights import ARCH_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from nas.config import ExperimentConfig
@@ -67,7 +67,7 @@ def _validate(args: argparse.Namespace) -> None:
         return
     from nas.config import load_config
     from nas.pipeline import prepare
-    from search_spaces.strict import read_yaml
+    from search_spaces.infra.strict import read_yaml
 
     raw = read_yaml(path)
     # A file with a netadapt: section, no stages and no reward is meant for `nas
@@ -152,7 +152,7 @@ def _evaluation_data(args: argparse.Namespace, arch: Arch):
 def _preprocessing(args: argparse.Namespace) -> tuple[list[float], list[float], str]:
     """The network's input normalisation: --mean/--std, or preprocessing.json beside
     the weights (what the final stage writes)."""
-    from search_spaces.files import read_record
+    from search_spaces.infra.files import read_record
 
     if (args.mean is None) != (args.std is None):
         raise UserError("--mean and --std: give both or neither")
@@ -229,8 +229,8 @@ def _export_child(args: argparse.Namespace) -> None:
     from nas.rundir import RunDir
     from nas.search.supernet import child_values, inherited_child
     from nas.stages.export import export
-    from search_spaces.files import atomic_write
-    from search_spaces.weights import NetFolder, write_weights
+    from search_spaces.infra.files import atomic_write
+    from search_spaces.infra.weights import NetFolder, write_weights
 
     run = RunDir.open(args.source)
     cfg = load_config(run.config_path)
@@ -315,7 +315,7 @@ def _results(args: argparse.Namespace) -> None:
 
     from nas.rundir import RunDir, TrialLog
     from nas.search.core import COLUMNS
-    from search_spaces.files import read_frame
+    from search_spaces.infra.files import read_frame
 
     run = RunDir.open(args.run_dir)
     path = run.pareto_csv if args.pareto else run.trials_csv

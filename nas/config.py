@@ -16,13 +16,13 @@ from nas.search.strategies import EvolutionConfig
 from nas.search.supernet import SupernetConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
-from search_spaces import limits
-from search_spaces.checks import non_negative, plain_name, positive
-from search_spaces.errors import UserError
+from search_spaces.infra import limits
+from search_spaces.infra.checks import non_negative, plain_name, positive
+from search_spaces.infra.errors import UserError
 from search_spaces.arch import Arch
 from search_spaces.factorized import FAMILIES, FactorizedSpace
 from search_spaces.skeletons import Skeleton
-from search_spaces.strict import apply_overrides, load_dataclass, read_yaml
+from search_spaces.infra.strict import apply_overrides, load_dataclass, read_yaml
 from search_spaces.transforms import with_input
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class LimitsConfig:
     """`limits:` ceilings of one experiment, checked before anything is allocated: the
     parameters of the space's largest child (or its supernet) and of NetAdapt's named
     start, and the images held in memory (read and resized). Any Arch file is also
-    refused past `search_spaces.limits.MAX_PARAMS` whatever this says."""
+    refused past `search_spaces.infra.limits.MAX_PARAMS` whatever this says."""
 
     max_params: int = field(default=limits.MAX_PARAMS, metadata={"check": positive})
     max_data_gib: float = field(default=limits.MAX_DATA_GIB, metadata={"check": positive})

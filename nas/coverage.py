@@ -17,7 +17,7 @@ from latency.missing import unfillable, write_missing
 from latency.profiler import Coverage, space_signatures
 from latency.signature import Signature, signatures
 from search_spaces.arch import Arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input

@@ -34,11 +34,11 @@ from nas.step import make_step
 from nas.tables import TablePlan, build_planned, experiment_plans
 from nas.train import resolve_device
 from search_spaces.arch import Arch, size_problems
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.files import read_record
+from search_spaces.infra.files import read_record
 from search_spaces.supernet import SuperNet
-from search_spaces.threads import available_cpus
+from search_spaces.infra.threads import available_cpus
 
 
 @dataclass

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from search_spaces.checks import positive
-from search_spaces.files import save_figure
+from search_spaces.infra.checks import positive
+from search_spaces.infra.files import save_figure
 
 if TYPE_CHECKING:
     from latency.model import LatencyModel
@@ -194,9 +194,9 @@ def _check(run: "RunDir", cfg: "ExperimentConfig", splits: "Splits",
     from nas.search.core import trial_seed
     from nas.search.supernet import ChildScorer
     from nas.step import make_step
-    from netadapt.jobs import Job, JobResult
+    from search_spaces.infra.jobs import Job, JobResult
     from search_spaces.counting import count
-    from search_spaces.files import TrialLog, read_frame, read_record, write_json
+    from search_spaces.infra.files import TrialLog, read_frame, read_record, write_json
 
     pc = cfg.proxy_check
     picked = spread_over_latency(space, lambda a: latency.predict(a).ms, pc.archs, pc.pool,

@@ -1,6 +1,6 @@
 """Ray Tune execution: every job a stage hands out is a Tune trial.
 
-One helper, `run_tune`, runs any `JobFeed` (`netadapt.jobs`): the search's children
+One helper, `run_tune`, runs any `JobFeed` (`search_spaces.infra.jobs`): the search's children
 (asked from the strategy as slots free up) and NetAdapt's batches of proposals. The
 feed sits behind a Tune `Searcher`, so results come back to the driver, where the
 latency model, the strategy and the logs live; Tune only schedules. The same
@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from nas.search.core import SearchCore, SearchFeed
-from netadapt.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult, Step,
+from search_spaces.infra.jobs import (Executor, Job, JobFeed, JobList, JobResult, OnResult, Step,
                            inline_executor, run_guarded)
-from search_spaces.checks import positive
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_write
-from search_spaces.threads import available_cpus
+from search_spaces.infra.checks import positive
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_write
+from search_spaces.infra.threads import available_cpus
 
 
 @dataclass

@@ -33,10 +33,10 @@ from typing import Any, Iterator
 import yaml
 
 from netadapt.layout import NetAdaptDir
-from search_spaces.checks import plain_name
-from search_spaces.errors import UserError
-from search_spaces.files import TrialLog, atomic_write, cell, write_csv, write_json
-from search_spaces.weights import NetFolder
+from search_spaces.infra.checks import plain_name
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import TrialLog, atomic_write, cell, write_csv, write_json
+from search_spaces.infra.weights import NetFolder
 
 __all__ = ["FinalFolder", "RunDir", "TrialLog", "atomic_write", "cell", "write_csv",
            "write_json"]

@@ -14,9 +14,9 @@ from dataclasses import replace
 from latency.measure import compute_lock
 from nas.data import Splits
 from nas.train import TrainConfig, TrialError, build_seeded, evaluate, train, wanted_threads
-from netadapt.jobs import Job, JobResult, Step
-from search_spaces.threads import torch_threads
-from search_spaces.weights import read_weights, write_weights
+from search_spaces.infra.jobs import Job, JobResult, Step
+from search_spaces.infra.threads import torch_threads
+from search_spaces.infra.weights import read_weights, write_weights
 
 
 def make_step(splits: Splits, train_cfg: TrainConfig, finetune_lr: float | None = None

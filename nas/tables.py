@@ -22,7 +22,7 @@ from latency.signature import Signature
 from latency.table import LatencyTable
 from nas.coverage import coverage_of
 from search_spaces.arch import Arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
 
 if TYPE_CHECKING:

@@ -23,12 +23,12 @@ from torch.nn import functional as F
 from nas.data import ImageSet, Splits, augment_batch, normalize
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
-from search_spaces.checks import non_negative, positive
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_save
-from search_spaces.seeds import seed_for
-from search_spaces.threads import available_cpus, torch_threads
-from search_spaces.weights import load_torch, why
+from search_spaces.infra.checks import non_negative, positive
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_save
+from search_spaces.infra.seeds import seed_for
+from search_spaces.infra.threads import available_cpus, torch_threads
+from search_spaces.infra.weights import load_torch, why
 
 _log = logging.getLogger(__name__)
 

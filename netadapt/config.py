@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 PROPOSAL_KINDS = ("expansion", "bottleneck")
 

@@ -16,7 +16,7 @@ from search_spaces.arch import Arch, chain_problems
 from search_spaces.builder import check_state, state_shapes
 from search_spaces.channels import (STEM, Node, group_width, producers, residual_groups,
                                     tensors, widths)
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.kinds import kind_of
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_spaces.weights import NetFolder
+from search_spaces.infra.weights import NetFolder
 
 
 @dataclass(frozen=True)

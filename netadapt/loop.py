@@ -15,14 +15,14 @@ from typing import Callable
 
 from netadapt.config import NetAdaptConfig
 from netadapt.inherit import inherit
-from netadapt.jobs import Executor, Job, JobResult
+from search_spaces.infra.jobs import Executor, Job, JobResult
 from netadapt.layout import IterationFolder, NetAdaptDir
 from netadapt.proposals import Proposal, choose, make_proposals, score
 from search_spaces.arch import Arch, load_arch
-from search_spaces.files import (TrialLog, atomic_write, cell, read_record, write_csv,
+from search_spaces.infra.files import (TrialLog, atomic_write, cell, read_record, write_csv,
                                  write_json)
-from search_spaces.seeds import seed_for
-from search_spaces.weights import read_weights, write_weights
+from search_spaces.infra.seeds import seed_for
+from search_spaces.infra.weights import read_weights, write_weights
 
 HISTORY_COLUMNS = ["iteration", "proposal", "layers", "width_before", "width_after",
                    "latency_ms", "latency_drop_ms", "measured_ms", "accuracy", "metric",

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from search_spaces import limits
-from search_spaces.checks import fraction, one_of, positive
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_write
+from search_spaces.infra import limits
+from search_spaces.infra.checks import fraction, one_of, positive
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_write
 from search_spaces.kinds import KINDS, kind_of, role_widths
-from search_spaces.strict import FieldReader, read_json
+from search_spaces.infra.strict import FieldReader, read_json
 
 SCHEMA_VERSION = 1
 
@@ -237,7 +237,7 @@ def arch_from_dict(data: Any, source: str = "<arch>") -> Arch:
     """Build an `Arch` from its JSON form; every problem is a `UserError`.
 
     Unknown or missing fields, unsupported values, widths and sizes past the limits
-    (`search_spaces.limits`; parameters counted before anything is built) and channel
+    (`search_spaces.infra.limits`; parameters counted before anything is built) and channel
     mismatches between consecutive layers are all reported with their key path
     (`layers[3].kernel`).
     """

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from search_spaces.arch import Arch, BatchNorm, Head, Layer
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.kinds import ConvPart, kind_of, role_widths
 
 # What a weighted module's channels are, for NetAdapt's weight inheritance

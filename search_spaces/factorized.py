@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any, Mapping, Sequence
 
-from search_spaces import limits
+from search_spaces.infra import limits
 from search_spaces.arch import Arch, BatchNorm, Head, Layer, SERule, Stem, make_divisible
-from search_spaces.checks import did_you_mean
-from search_spaces.errors import UserError
+from search_spaces.infra.checks import did_you_mean
+from search_spaces.infra.errors import UserError
 from search_spaces.kinds import SPACE_OPS
 from search_spaces.skeletons import PRESETS, BlockSpec, Skeleton
 

@@ -6,7 +6,7 @@ import difflib
 from pathlib import Path
 
 from search_spaces.arch import Arch, load_arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 

@@ -27,7 +27,7 @@ from torch.func import functional_call
 from search_spaces.arch import Arch, Layer
 from search_spaces.builder import Block, build_model
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.seeds import seed_for
+from search_spaces.infra.seeds import seed_for
 
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from search_spaces.arch import Arch, chain_problems, make_divisible
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.kinds import kind_of
 
 

@@ -12,8 +12,8 @@ from latency_fixtures import EXAMPLE_ARCH, EXAMPLE_TABLE
 from nas.data import DataConfig, load_data
 from nas.stages.export import export, load_model
 from search_spaces import build_model, load_arch
-from search_spaces.files import atomic_write
-from search_spaces.weights import load_torch, read_weights, write_weights
+from search_spaces.infra.files import atomic_write
+from search_spaces.infra.weights import load_torch, read_weights, write_weights
 
 
 def test_every_public_function_takes_str_paths(tmp_path: Path) -> None:

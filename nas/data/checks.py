@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.data.config import DataConfig
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def need_path(cfg: DataConfig, source: str) -> Path:

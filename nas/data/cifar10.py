@@ -17,7 +17,7 @@ from nas.data.config import DataConfig
 from nas.data.download import download_and_extract
 from nas.data.raw import Budget, Raw
 from nas.data.unpickle import restricted_unpickle
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from search_spaces import limits
-from search_spaces.checks import fraction, non_negative, positive
+from search_spaces.infra import limits
+from search_spaces.infra.checks import fraction, non_negative, positive
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_CHECKSUM = "md5:c58f30108f718f92721af3b95e74349a"  # the official archive's MD5

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def download_and_extract(url: str, checksum: str, dest: Path, source: str) -> None:

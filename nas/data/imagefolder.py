@@ -14,7 +14,7 @@ import numpy as np
 from nas.data.checks import need_path
 from nas.data.config import DataConfig
 from nas.data.raw import Budget, Raw
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

@@ -13,7 +13,7 @@ import numpy as np
 from nas.data.checks import check_labels, need_path
 from nas.data.config import DataConfig
 from nas.data.raw import Budget, Raw
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def read_npz(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from nas.data.config import DataConfig
-from search_spaces.errors import UserError
-from search_spaces.limits import MAX_DATA_GIB, gib
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.limits import MAX_DATA_GIB, gib
 
 
 @dataclass

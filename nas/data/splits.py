@@ -23,9 +23,9 @@ from nas.data.imagefolder import read_imagefolder
 from nas.data.npz import read_npz
 from nas.data.raw import Budget, Reader
 from nas.data.synthetic import read_synthetic
-from search_spaces import limits
-from search_spaces.errors import UserError
-from search_spaces.seeds import seed_for
+from search_spaces.infra import limits
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.seeds import seed_for
 
 _READERS: dict[str, Reader] = {
     "synthetic": read_synthetic,

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from nas.data.config import DataConfig
 from nas.data.raw import Budget, Raw
-from search_spaces.seeds import seed_for
+from search_spaces.infra.seeds import seed_for
 
 
 def read_synthetic(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -15,8 +15,8 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import nn
 
-from search_spaces.checks import positive
-from search_spaces.threads import torch_threads
+from search_spaces.infra.checks import positive
+from search_spaces.infra.threads import torch_threads
 
 
 @dataclass

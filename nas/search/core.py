@@ -1,7 +1,7 @@
 """The search stage: strategy proposes, space decodes, trainer + latency score, reward.
 
 `SearchCore` holds everything but execution; `SearchFeed` hands its children out as
-jobs (`netadapt.jobs`), which `run_inline` and `nas.raytune.run_ray` run. The trial
+jobs (`search_spaces.infra.jobs`), which `run_inline` and `nas.raytune.run_ray` run. The trial
 log (`search/trials.csv`) is replayed on start, which makes a killed search resume
 exactly where it stopped (see `SearchCore.replay`).
 """
@@ -18,12 +18,12 @@ from typing import Any, Callable
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
 from nas.search.rewards import Reward
 from nas.search.strategies import Strategy
-from netadapt.jobs import Job, JobResult, Step, run_feed
+from search_spaces.infra.jobs import Job, JobResult, Step, run_feed
 from search_spaces.arch import Arch
 from search_spaces.counting import count
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.seeds import seed_for
+from search_spaces.infra.seeds import seed_for
 
 COLUMNS = ["trial_id", "asked", "decisions", "arch_hash", "params", "macs", "latency_ms",
            "latency_source", "accuracy", "reward", "latency_factor", "status", "error",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from search_spaces.checks import positive
-from search_spaces.errors import UserError
+from search_spaces.infra.checks import positive
+from search_spaces.infra.errors import UserError
 
 # MnasNet sec. 3: w = -0.07 for the soft constraint; MobileNetV3 sec. 4.1 uses -0.15
 # for small models, whose accuracy changes more sharply with latency.

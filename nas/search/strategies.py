@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from nas.search.controller import ControllerConfig, ControllerTrainer
-from search_spaces.checks import positive
+from search_spaces.infra.checks import positive
 from search_spaces.factorized import FactorizedSpace
 
 

@@ -31,15 +31,15 @@ from nas.rundir import RunDir
 from nas.search.core import COLUMNS, SearchCore, trial_seed
 from nas.search.rewards import Reward
 from nas.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train, wanted_threads
-from netadapt.jobs import Executor, Job, JobResult, Step
-from search_spaces.checks import non_negative, positive
-from search_spaces.errors import UserError
+from search_spaces.infra.jobs import Executor, Job, JobResult, Step
+from search_spaces.infra.checks import non_negative, positive
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.files import TrialLog, atomic_save, read_record
-from search_spaces.seeds import seed_for
+from search_spaces.infra.files import TrialLog, atomic_save, read_record
+from search_spaces.infra.seeds import seed_for
 from search_spaces.supernet import SuperNet
-from search_spaces.threads import torch_threads
-from search_spaces.weights import load_torch, why
+from search_spaces.infra.threads import torch_threads
+from search_spaces.infra.weights import load_torch, why
 
 if TYPE_CHECKING:
     from nas.config import ExperimentConfig

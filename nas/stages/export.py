@@ -20,9 +20,9 @@ from torch import nn
 
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_write, writing
-from search_spaces.weights import read_weights
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_write, writing
+from search_spaces.infra.weights import read_weights
 
 FORMATS = ("json", "onnx", "pt2")
 TOLERANCE = 1e-4  # max |torch - exported| on the check input

@@ -28,12 +28,12 @@ from nas.stages.report import FINAL_METRICS, REFERENCES
 from nas.train import TrainConfig, TrainStats, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
 from search_spaces.counting import count
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_write, read_record
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_write, read_record
 from search_spaces.reference import load_reference
-from search_spaces.threads import torch_threads
+from search_spaces.infra.threads import torch_threads
 from search_spaces.transforms import with_input
-from search_spaces.weights import read_weights, write_weights
+from search_spaces.infra.weights import read_weights, write_weights
 
 
 def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:

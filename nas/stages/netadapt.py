@@ -18,9 +18,9 @@ from nas.resolve import Net, resolve_net
 from nas.step import make_step
 from netadapt.loop import NetAdapt, NetAdaptResult
 from search_spaces.arch import Arch, load_arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.transforms import with_input
-from search_spaces.weights import read_weights
+from search_spaces.infra.weights import read_weights
 
 
 def resolve_start(cfg: ExperimentConfig, num_classes: int,

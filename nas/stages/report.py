@@ -17,8 +17,8 @@ from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_write, read_frame, read_record, save_figure
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_write, read_frame, read_record, save_figure
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
 

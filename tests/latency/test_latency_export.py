@@ -16,7 +16,7 @@ from latency.profiler import resolve_coverage
 from latency.signature import signatures
 from latency.table import LatencyTable
 from latency_fixtures import tiny_arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def test_template_round_trip(tmp_path: Path) -> None:

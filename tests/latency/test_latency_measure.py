@@ -15,7 +15,7 @@ import torch
 from latency.check import scores, spearman
 from latency.measure import Protocol, measure_archs, prepare, summarize, time_interleaved, timing_lock
 from latency_fixtures import REPO, tiny_arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def test_summary_is_a_low_percentile_with_a_robust_spread() -> None:

@@ -17,7 +17,7 @@ from latency_fixtures import fake_table, tiny_arch
 from nas.config import build_latency_model, load_config
 from search_spaces.channels import residual_groups
 from search_spaces.counting import count
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def test_uncalibrated_prediction_is_the_sum_of_rows() -> None:

@@ -20,7 +20,7 @@ from latency.table import LatencyTable
 from latency_fixtures import REPO, tiny_arch
 from search_spaces.arch import arch_from_dict
 from search_spaces.channels import STEM, residual_groups
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.factorized import make_space
 
 FAST = Protocol(warmup=1, repeats=3)

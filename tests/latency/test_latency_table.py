@@ -11,7 +11,7 @@ from latency.signature import Signature, signatures
 from latency.table import COLUMNS, Calibration, LatencyTable, Row
 from latency_fixtures import EXAMPLE_ARCH, EXAMPLE_TABLE, fake_table, tiny_arch
 from search_spaces.arch import load_arch
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 HEADER = ",".join(COLUMNS)
 GOOD_ROW = "stem,16,3,0,8,3,1,0,hswish,none,0.05,0.001,30"

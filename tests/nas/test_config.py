@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from nas.config import build_space, load_config
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:

@@ -133,8 +133,8 @@ def test_resume_recreates_a_deleted_arch_file(full_run: Path, tmp_path: Path) ->
 
 def test_a_refused_pickle_never_runs(tmp_path: Path) -> None:
     """The payload of a weights file is never executed, only named."""
-    from search_spaces.errors import UserError
-    from search_spaces.weights import read_weights
+    from search_spaces.infra.errors import UserError
+    from search_spaces.infra.weights import read_weights
 
     path = tmp_path / "w.pt"
     path.write_bytes(pickle.dumps({"a": _Evil()}))

@@ -18,8 +18,8 @@ import torch
 
 from nas.data import (CIFAR10_FOLDER, DataConfig, SyntheticConfig, augment_batch, batches,
                       load_data, make_synthetic, restricted_unpickle)
-from search_spaces.errors import UserError
-from search_spaces.strict import load_dataclass
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.strict import load_dataclass
 
 REAL_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "train.npz"
 

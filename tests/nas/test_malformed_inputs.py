@@ -264,7 +264,7 @@ def skeleton_block(block: str) -> Callable[[Path], list[str]]:
     return replace_in_exp("skeleton: mobilenetv3_small", SKELETON.replace("BLOCK", block))
 
 
-# Sizes past the limits (search_spaces/limits.py): refused before anything is allocated.
+# Sizes past the limits (search_spaces/infra/limits.py): refused before anything is allocated.
 LIMIT_CASES = {
     "resolution": (replace_in_exp("resolution: 16", "resolution: 100000"),
                    "exp.yaml: search.resolution: at most 1,024 pixels"),

@@ -9,7 +9,7 @@ import yaml
 from nas.config import load_config
 from nas.pipeline import prepare
 from search_spaces.counting import count
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from nas.search.rewards import RewardConfig, make_reward
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 def test_mnas_soft_default_w():

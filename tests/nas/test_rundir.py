@@ -9,7 +9,7 @@ import yaml
 
 from nas.rundir import RunDir
 from netadapt.layout import NetAdaptDir
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 
 # Every file and folder of the picture in DESIGN.md ("The run directory"), and what

@@ -20,7 +20,7 @@ from nas.cli import main
 from nas.config import load_config
 from search_spaces.arch import load_arch
 from search_spaces.builder import build_model
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 
 NAS = str(Path(sys.executable).parent / "nas")
 

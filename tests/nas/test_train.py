@@ -12,8 +12,8 @@ from nas.data import DataConfig, ImageSet, SyntheticConfig, load_data
 from nas.train import (TrainConfig, TrialError, build_seeded, evaluate, learning_rate,
                        recalibrate_bn, train, train_and_evaluate)
 from search_spaces.arch import Arch, Head, Layer, Stem
-from search_spaces.errors import UserError
-from search_spaces.strict import load_dataclass
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.strict import load_dataclass
 
 CPU = dict(device="cpu", threads=1)
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from search_spaces.arch import arch_from_dict, load_arch, make_divisible
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference
 
 BASE = load_reference("mobilenet_v3_small").to_dict()

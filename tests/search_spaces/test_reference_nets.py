@@ -11,7 +11,7 @@ from helpers import fill_by_order, fixed_input
 from search_spaces.arch import arch_from_dict, load_arch
 from search_spaces.builder import build_model, load_by_order
 from search_spaces.counting import count
-from search_spaces.errors import UserError
+from search_spaces.infra.errors import UserError
 from search_spaces.reference import REFERENCE_DIR, load_reference, reference_names, resolve_arch
 from search_spaces.transforms import with_input
 

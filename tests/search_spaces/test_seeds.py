@@ -10,8 +10,8 @@ import torch
 
 from nas.search.core import trial_seed
 from netadapt.loop import job_seed
-from search_spaces.seeds import seed_for
-from search_spaces.threads import torch_threads
+from search_spaces.infra.seeds import seed_for
+from search_spaces.infra.threads import torch_threads
 
 
 @pytest.mark.parametrize("seed", [0, 3, 12345])

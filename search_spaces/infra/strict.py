@@ -5,7 +5,7 @@ field by field. Full key paths, did-you-mean, every error collected, then one
 Dataclass types understood: dataclasses, `int`, `float`, `str`, `bool`, `Path`
 (resolved against the YAML file's folder), `Literal[...]`, `list[T]`, `dict[str, T]`,
 `Any`, `T | None` and unions of a scalar with a dataclass (picked by the value's
-shape). A field's `metadata={"check": fn}` adds a value check (`search_spaces.checks`).
+shape). A field's `metadata={"check": fn}` adds a value check (`search_spaces.infra.checks`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from search_spaces.checks import bounded_repr, did_you_mean, show
-from search_spaces.errors import UserError, read_user_text
-from search_spaces.limits import MAX_DEPTH, document_problem
+from search_spaces.infra.checks import bounded_repr, did_you_mean, show
+from search_spaces.infra.errors import UserError, read_user_text
+from search_spaces.infra.limits import MAX_DEPTH, document_problem
 
 _BAD = object()  # marks a value that failed to load (its error is already recorded)
 
@@ -47,7 +47,7 @@ class _StrictSafeLoader(yaml.SafeLoader):
 
 def read_yaml(path: Path) -> Any:
     """`yaml.safe_load` of a file, with errors as one line naming file and line; a
-    document past the limits (`search_spaces.limits`) is refused the same way."""
+    document past the limits (`search_spaces.infra.limits`) is refused the same way."""
     return parse_yaml(read_user_text(path), str(path))
 
 

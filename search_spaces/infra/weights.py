@@ -19,8 +19,8 @@ import torch
 
 from search_spaces.arch import Arch
 from search_spaces.builder import check_state
-from search_spaces.errors import UserError
-from search_spaces.files import atomic_save
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import atomic_save
 
 ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "weights.pt"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from search_spaces.errors import UserError, WriteError, read_user_text
+from search_spaces.infra.errors import UserError, WriteError, read_user_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,7 +182,7 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) ->
 def read_record(path: Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     """A JSON object a stage wrote (`metrics.json`, `summary.json`, ...) holding `keys`;
     a damaged one is a `UserError` naming the file and the key."""
-    from search_spaces.strict import read_json  # strict reads Arch files: imported late
+    from search_spaces.infra.strict import read_json  # strict reads Arch files: imported late
 
     data = read_json(path)
     if not isinstance(data, dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search_spaces.limits import MAX_TEXT_BYTES
+from search_spaces.infra.limits import MAX_TEXT_BYTES
 
 
 class UserError(Exception):
