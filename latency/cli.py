@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from latency.measure import BACKENDS, CLOCKS, DEVICES, Protocol
-from latency.missing import POLICIES
+from latency.check import format_report, run_check
+from latency.deployed import relative_error
+from latency.export_ops import export_ops
+from latency.measure import (BACKENDS, CLOCKS, DEVICES, Protocol, arch_runner, onnx_file_runner,
+                             time_interleaved)
+from latency.missing import POLICIES, cpu_model
 from latency.model import TableModel
 from latency.profiler import Coverage, build, recalibrate, resolve_coverage
 from latency.table import LatencyTable
@@ -22,14 +26,9 @@ from search_spaces.transforms import with_input
 SPACE_HELP = (f"{' | '.join(SPACE_NAMES)} | ARCH.json | a reference net name | EXP.yaml "
               f"(every operator the experiment prices)")
 
-# Set by the `nas` CLI: an experiment YAML's coverage (its space, NetAdapt start and the
-# report's reference nets). Experiments live in `nas`, above this package.
-_experiment_coverage: Callable[[str], Coverage] | None = None
-
-
-def set_experiment_coverage(fn: Callable[[str], Coverage]) -> None:
-    global _experiment_coverage
-    _experiment_coverage = fn
+# What `--space EXP.yaml` covers: the experiment's operators. Experiments live in `nas`,
+# above this package, so the `nas` parser hands the function in (`add_latency_commands`).
+ExperimentCoverage = Callable[[str], Coverage]
 
 
 def _coverage_args(p: argparse.ArgumentParser, required: bool) -> None:
@@ -56,9 +55,9 @@ def _coverage(args: argparse.Namespace) -> Coverage:
         if given:
             raise UserError(f"--{given[0].replace('_', '-')}: an experiment YAML says it "
                             f"itself (--space {args.space})")
-        if _experiment_coverage is None:
+        if args.experiment_coverage is None:
             raise UserError("--space EXP.yaml needs the nas command line (nas latency ...)")
-        return _experiment_coverage(args.space)
+        return args.experiment_coverage(args.space)
     return resolve_coverage(args.space, args.resolution, args.stem_stride, args.classes,
                             args.skeleton, _ops(args.ops))
 
@@ -103,8 +102,6 @@ def _table_coverage(table: LatencyTable, args: argparse.Namespace) -> Coverage:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from latency.check import format_report, run_check
-
     table = LatencyTable.load(args.table)
     result = run_check(table, _table_coverage(table, args), args.samples, args.policy,
                        args.seed, args.channel_step, args.repeats)
@@ -122,8 +119,6 @@ def _calibrate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from latency.export_ops import export_ops
-
     template = export_ops(_coverage(args), Path(args.out), args.channel_step)
     print(f"{template}: fill latency_ms from timing the models in {template.parent / 'ops'}")
 
@@ -141,10 +136,6 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from latency.deployed import relative_error
-    from latency.measure import arch_runner, onnx_file_runner, time_interleaved
-    from latency.missing import cpu_model
-
     target = Path(args.model)
     if target.is_dir():  # a network folder: its ONNX export, else its arch.json
         target = target / "model.onnx" if (target / "model.onnx").is_file() \
@@ -201,11 +192,14 @@ def _measure(args: argparse.Namespace) -> None:
     print(line)
 
 
-def add_latency_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `nas latency ...` on the `nas` parser's subcommands."""
+def add_latency_commands(sub: argparse._SubParsersAction,
+                         experiment_coverage: ExperimentCoverage | None = None) -> None:
+    """Register `nas latency ...` on the `nas` parser's subcommands; `experiment_coverage`
+    prices an experiment YAML given as `--space`."""
     lat = sub.add_parser("latency",
                          help="latency tables: build, check, calibrate, export-ops, predict; "
                               "measure a model")
+    lat.set_defaults(experiment_coverage=experiment_coverage)
     cmds = lat.add_subparsers(dest="latency_command", required=True, metavar="COMMAND")
 
     p = cmds.add_parser("build", help="time every operator a space can reach into a table")

@@ -27,6 +27,8 @@ from latency.signature import Signature, build_op, signatures
 from latency.table import Calibration, LatencyTable, Row, format_header
 from search_spaces.arch import Arch
 from search_spaces.infra.errors import UserError
+from search_spaces.skeletons import PRESETS
+from search_spaces.infra.files import cut_torn_line
 from search_spaces.factorized import CONV_OPS, SPACE_NAMES, FactorizedSpace, make_space
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
@@ -99,7 +101,6 @@ class Coverage:
 
 
 def _presets() -> dict:
-    from search_spaces.skeletons import PRESETS
     return PRESETS
 
 
@@ -215,11 +216,7 @@ def open_for_build(out: Path, meta: dict[str, str]) -> LatencyTable:
     A killed build can leave half a line at the end: it is cut off before resuming.
     """
     if out.exists() and out.stat().st_size > 0:
-        text = out.read_text()
-        if not text.endswith("\n"):
-            cut = text.rfind("\n") + 1
-            with open(out, "r+") as f:
-                f.truncate(cut)
+        cut_torn_line(out)
         table = LatencyTable.load(out)
         differs = identity_differs(table.meta, meta)
         if differs:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from search_spaces.arch import Arch, Layer
 from search_spaces.channels import STEM, expandable, group_width, residual_groups
-from search_spaces.kinds import kind_of
+from search_spaces.kinds import kind_of, mid_width
 
 
 def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
@@ -25,7 +25,7 @@ def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
         new = replace(layer, in_ch=width if i - 1 in nodes else layer.in_ch,
                       out_ch=width if i in nodes else layer.out_ch)
         new = kind_of(new).normalize(new)
-        if new.se_ch and (new.in_ch, new.mid_ch) != (layer.in_ch, layer.mid_ch):
+        if new.se_ch and (new.in_ch, mid_width(new)) != (layer.in_ch, mid_width(layer)):
             new = replace(new, se_ch=_squeeze(arch, new, layer.se_ch))
         layers.append(new)
     return arch.replace(stem=stem, layers=tuple(layers))
@@ -34,7 +34,7 @@ def set_group_width(arch: Arch, group: list[int], width: int) -> Arch:
 def _squeeze(arch: Arch, layer: Layer, before: int) -> int:
     """The SE width after a cut: the net's SE rule, never wider than before (a hand-
     written Arch may hold narrower SE widths than its rule gives)."""
-    return min(arch.se.squeeze(layer.in_ch, layer.mid_ch), before)
+    return min(arch.se.squeeze(layer.in_ch, mid_width(layer)), before)
 
 
 def set_expansion(arch: Arch, index: int, exp_ch: int) -> Arch:

@@ -14,10 +14,8 @@ format is documented in docs/latency.md.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,9 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from latency.signature import KEY_COLUMNS, Signature, check_signature
+from search_spaces.infra.checks import did_you_mean
 from search_spaces.infra.errors import UserError, read_user_text
-from search_spaces.infra.files import atomic_write, writing
+from search_spaces.infra.files import append_text, atomic_write
 
 FORMAT = "nas-latency-table 1"
 VALUE_COLUMNS = ("latency_ms", "std_ms", "count")
@@ -203,12 +202,11 @@ def write_template(path: Path, meta: dict[str, str], sigs: Iterable[Signature],
 
 def append_rows(path: Path, rows: Iterable[Row], columns: Iterable[str] = COLUMNS) -> None:
     columns = tuple(columns)
-    with writing(path), open(path, "a", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        for row in rows:
-            writer.writerow(row.cells(columns))
-        f.flush()
-        os.fsync(f.fileno())
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        writer.writerow(row.cells(columns))
+    append_text(path, buf.getvalue())
 
 
 def signature_distance(a: Signature, b: Signature) -> float:
@@ -295,9 +293,8 @@ def _header(cells: list[str], number: int, source: str) -> list[str]:
     names = [c.strip() for c in cells]
     for name in names:
         if name not in COLUMNS and name not in OPTIONAL_COLUMNS:
-            hint = difflib.get_close_matches(name, COLUMNS, n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise UserError(f"line {number}: unknown column '{name}'{extra}", source)
+            raise UserError(f"line {number}: unknown column '{name}'"
+                            f"{did_you_mean(name, COLUMNS)}", source)
         if names.count(name) > 1:
             raise UserError(f"line {number}: column '{name}' given twice", source)
     for name in COLUMNS:

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from nas.data import DataConfig
-from nas.proxycheck import ProxyCheckConfig
 from nas.raytune import RayConfig
 from nas.resolve import anchor, resolve_net
 from nas.search.controller import ControllerConfig
+from nas.search.evaluators import EVALUATORS, WITH_WEIGHTS, make_evaluator
+from nas.search.evaluators.supernet import SupernetConfig
 from nas.search.rewards import RewardConfig
 from nas.search.strategies import EvolutionConfig
-from nas.search.supernet import SupernetConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
-from search_spaces.infra import limits
-from search_spaces.infra.checks import non_negative, plain_name, positive
-from search_spaces.infra.errors import UserError
 from search_spaces.arch import Arch
 from search_spaces.factorized import FAMILIES, FactorizedSpace
-from search_spaces.skeletons import Skeleton
+from search_spaces.infra import limits
+from search_spaces.infra.checks import each, named, non_negative, plain_name, positive
+from search_spaces.infra.errors import UserError
 from search_spaces.infra.strict import apply_overrides, load_dataclass, read_yaml
+from search_spaces.skeletons import Skeleton
 from search_spaces.transforms import with_input
-
-if TYPE_CHECKING:
-    from latency.model import LatencyModel
 
 
 @dataclass
@@ -48,10 +45,11 @@ class SearchConfig:
     num_trials: int = field(default=20, metadata={"check": positive})
     executor: Literal["ray", "inline"] = "ray"
     max_failed_trials: int = field(default=5, metadata={"check": non_negative})
-    # How a child's accuracy is obtained: `train` proxy-trains each child (MnasNet);
-    # `supernet` scores it with weights inherited from one trained supernet (TuNAS,
-    # `supernet:`), thousands of children for the cost of a few.
-    evaluator: Literal["train", "supernet"] = "train"
+    # How a child's accuracy is obtained, a key of `nas.search.evaluators.EVALUATORS`:
+    # `train` proxy-trains each child (MnasNet); `supernet` scores it with weights
+    # inherited from one trained supernet (TuNAS, `supernet:`), thousands of children
+    # for the cost of a few.
+    evaluator: str = field(default="train", metadata={"check": named(EVALUATORS)})
 
 
 def _percentile(value: float) -> str | None:
@@ -97,9 +95,10 @@ class LatencyConfig:
 class FinalConfig:
     """`final:` how the final network is trained (the rest comes from `train:`)."""
 
-    # scratch; netadapt: NetAdapt's weights; supernet: the weights the search's best
-    # inherits from the run's supernet (search.evaluator: supernet).
-    init: Literal["scratch", "netadapt", "supernet"] = "scratch"
+    # scratch; netadapt: NetAdapt's weights; an evaluator that shares weights (supernet):
+    # the weights the search's best inherits from it (search.evaluator: the same).
+    init: str = field(default="scratch",
+                      metadata={"check": named(("scratch", "netadapt", *WITH_WEIGHTS))})
     epochs: float | None = field(default=None, metadata={"check": positive})
     steps: int | None = field(default=None, metadata={"check": positive})
     lr: float | None = field(default=None, metadata={"check": positive})  # None: train.lr
@@ -136,6 +135,18 @@ class LimitsConfig:
 
     max_params: int = field(default=limits.MAX_PARAMS, metadata={"check": positive})
     max_data_gib: float = field(default=limits.MAX_DATA_GIB, metadata={"check": positive})
+
+
+@dataclass
+class ProxyCheckConfig:
+    """`proxy_check:` what `nas proxy-check` measures (`nas.stages.proxycheck`)."""
+
+    archs: int = field(default=20, metadata={"check": positive})
+    epochs: float = field(default=10.0, metadata={"check": positive})  # the long training
+    # keys of `nas.search.evaluators.EVALUATORS`, scored in this order
+    evaluators: list[str] = field(default_factory=lambda: ["train", "supernet"],
+                                  metadata={"check": each(named(EVALUATORS))})
+    pool: int = field(default=10, metadata={"check": positive})  # random children per arch
 
 
 STAGES = ("search", "netadapt", "final_train", "export")
@@ -177,7 +188,7 @@ class ExperimentConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
-    proxy_check: ProxyCheckConfig = field(default_factory=ProxyCheckConfig)  # nas proxy-check
+    proxy_check: ProxyCheckConfig = field(default_factory=ProxyCheckConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     netadapt: NetAdaptSection | None = None
     final: FinalConfig = field(default_factory=FinalConfig)
@@ -190,7 +201,7 @@ class ExperimentConfig:
     source: str = field(default="<config>", init=False, repr=False)  # the YAML path
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain data (what a run directory records)."""
+        """The config as plain data (`Experiment.resolved_config` adds the targets)."""
         data = _plain(asdict(self))
         data.pop("source")
         return data
@@ -269,12 +280,13 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if "export" in cfg.stages and "final_train" not in cfg.stages:
         raise UserError("stages: export writes the final_train stage's network; list "
                         "final_train before it", str(path))
-    if cfg.final.init == "supernet" and "final_train" in cfg.stages and (
-            cfg.search.evaluator != "supernet" or "netadapt" in cfg.stages
+    init = cfg.final.init
+    if init in EVALUATORS and "final_train" in cfg.stages and (
+            cfg.search.evaluator != init or "netadapt" in cfg.stages
             or "search" not in cfg.stages):
-        raise UserError("final.init: supernet fine-tunes the search's best child from this "
-                        "run's supernet: it needs the search stage with search.evaluator: "
-                        "supernet and no netadapt stage between", str(path))
+        raise UserError(f"final.init: {init} fine-tunes the search's best child with the "
+                        f"weights it inherits: it needs the search stage with "
+                        f"search.evaluator: {init} and no netadapt stage between", str(path))
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))
@@ -282,8 +294,8 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
     if na is not None and "netadapt" in cfg.stages and na.target_ms is None \
             and na.target_ratio is None:
         # The user's latency target is the result's: NetAdapt shrinks to the reward's
-        # target unless told otherwise; the resolved config records it (a relative
-        # reward target once `nas.pipeline.prepare` has priced it).
+        # target unless told otherwise (`nas.experiment` resolves it; the run's
+        # config.yaml records it).
         if cfg.reward.target_ms is None and cfg.reward.target_ratio is None:
             raise UserError("netadapt: set target_ms or target_ratio (or reward.target_ms "
                             "or reward.target_ratio, which NetAdapt then targets)", str(path))
@@ -293,7 +305,6 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
             raise UserError("netadapt.latency: differs from latency:, so the reward's "
                             "target (priced under latency:) is not NetAdapt's; set "
                             "netadapt.target_ms or netadapt.target_ratio", str(path))
-        na.target_ms = cfg.reward.target_ms
 
 
 # The reference net a relative reward target defaults to, by skeleton.
@@ -319,12 +330,11 @@ def target_reference(cfg: ExperimentConfig, num_classes: int = 10) -> Arch:
 
 
 def _check_space_size(cfg: ExperimentConfig, space: FactorizedSpace, path: Path) -> None:
-    """The largest child (or the supernet) within `limits.max_params`, before anything
-    is built: a skeleton of huge widths fails here, not in every trial."""
-    supernet = cfg.search.evaluator == "supernet"
-    bound = space.params_bound(per_op=supernet)
+    """The most one evaluation holds (the largest child, or a supernet) within
+    `limits.max_params`, before anything is built: a skeleton of huge widths fails
+    here, not in every trial."""
+    bound, what = make_evaluator(cfg.search.evaluator).params_bound(space)
     if bound > cfg.limits.max_params:
-        what = "the supernet holds" if supernet else "its largest child has"
         raise UserError(f"search.skeleton: {what} up to {bound:,} parameters, more than "
                         f"limits.max_params ({cfg.limits.max_params:,}); shrink the "
                         f"skeleton or raise the limit", str(path))
@@ -338,26 +348,3 @@ def build_space(cfg: ExperimentConfig, num_classes: int = 10) -> FactorizedSpace
                                ops=s.ops)
     except UserError as err:
         raise UserError(err.message, cfg.source) from None
-
-
-def build_latency_model(cfg: ExperimentConfig, section: str = "latency") -> "LatencyModel":
-    """The latency model that `latency:` (or `netadapt.latency:`, falling back to
-    `latency:`) describes; loads a table."""
-    from latency.model import make_model
-
-    lat = cfg.latency
-    if section == "netadapt.latency" and cfg.netadapt is not None and cfg.netadapt.latency:
-        lat = cfg.netadapt.latency
-    else:
-        section = "latency"
-    options = asdict(lat)
-    kind = options.pop("kind")
-    options.pop("build")  # nas.tables builds the file before this loads it
-    if kind == "table" and lat.path is not None and not lat.path.exists():
-        raise UserError(f"{section}.path: {lat.path} does not exist", cfg.source)
-    try:
-        return make_model(kind, **options)
-    except UserError as err:
-        if err.source:  # a problem inside the table file names that file
-            raise
-        raise UserError(f"{section}.{err.message}", cfg.source) from None

@@ -11,20 +11,16 @@ run's input size.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from latency.missing import unfillable, write_missing
+from latency.model import TableModel
 from latency.profiler import Coverage, space_signatures
 from latency.signature import Signature, signatures
+from nas.config import ExperimentConfig, target_reference
 from search_spaces.arch import Arch
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.reference import load_reference
+from search_spaces.infra.errors import UserError
+from search_spaces.reference import BASELINES, load_reference
 from search_spaces.transforms import with_input
-
-if TYPE_CHECKING:
-    from latency.model import TableModel
-    from nas.config import ExperimentConfig
 
 # What fills a gap under each policy, for the error line.
 _FILLS = {"error": "policy 'interpolate' fills widths between rows of the same shape",
@@ -52,45 +48,22 @@ def netadapt_signatures(start: Arch, channel_step: int) -> list[Signature]:
     return Coverage(start.name or "start", arch=start).signatures(channel_step)
 
 
-def experiment_signatures(cfg: "ExperimentConfig", space: FactorizedSpace,
+def experiment_signatures(cfg: ExperimentConfig, space: FactorizedSpace,
                           netadapt_start: Arch | None) -> list[Signature]:
     """Every operator signature the experiment's stages and its report will price."""
-    from nas.stages.report import REFERENCES
-
     sigs: dict[Signature, None] = {}
     if "search" in cfg.stages:
         sigs.update(dict.fromkeys(space_signatures(space)))
     if netadapt_start is not None and cfg.netadapt is not None:
         sigs.update(dict.fromkeys(netadapt_signatures(netadapt_start,
                                                       cfg.netadapt.channel_step)))
-    sigs.update(dict.fromkeys(reference_signatures(netadapt_start or space, REFERENCES)))
+    sigs.update(dict.fromkeys(reference_signatures(netadapt_start or space, BASELINES)))
     if cfg.reward.target_ratio is not None:  # the net a relative target is priced from
-        from nas.config import target_reference
-
         sigs.update(dict.fromkeys(signatures(target_reference(cfg, space.num_classes))))
     return list(sigs)
 
 
-def experiment_coverage(path: str) -> Coverage:
-    """What `nas latency export-ops EXP.yaml` exports: the experiment's space with every
-    other operator it prices (the report's reference nets, NetAdapt's named start and
-    its shrink grids)."""
-    from nas.config import build_space, load_config
-    from nas.data import load_data
-    from nas.stages.netadapt import resolve_start
-
-    cfg = load_config(path)
-    splits = load_data(cfg.data, cfg.search.resolution, cfg.source, cfg.limits.max_data_gib)
-    space = build_space(cfg, splits.num_classes)
-    start = None
-    if cfg.netadapt is not None and "netadapt" in cfg.stages and (
-            cfg.netadapt.start is not None or "search" not in cfg.stages):
-        start = resolve_start(cfg, splits.num_classes)[0]
-    return coverage_of(cfg, Path(path).stem, space, start,
-                       experiment_signatures(cfg, space, start))
-
-
-def coverage_of(cfg: "ExperimentConfig", label: str, space: FactorizedSpace,
+def coverage_of(cfg: ExperimentConfig, label: str, space: FactorizedSpace,
                 start: Arch | None, sigs: list[Signature]) -> Coverage:
     """The table identity an experiment's operators `sigs` are built under: its search
     space, or without a search stage NetAdapt's start (so a NetAdapt-only experiment
@@ -100,7 +73,7 @@ def coverage_of(cfg: "ExperimentConfig", label: str, space: FactorizedSpace,
     return Coverage(label, arch=start, extra=tuple(sigs))
 
 
-def check_coverage(model: "TableModel", sigs: list[Signature], key: str, source: str,
+def check_coverage(model: TableModel, sigs: list[Signature], key: str, source: str,
                    resolution: int) -> None:
     """Refuse (one line) when `model`'s table can neither look up nor fill some of
     `sigs` under its policy; the missing rows go to `<table>.missing.csv` to fill."""

@@ -14,13 +14,13 @@ A reference name wins over a file of the same name (write `./name` for the file)
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from nas.rundir import RunDir
 from search_spaces.arch import Arch, load_arch
+from search_spaces.infra.checks import closest
 from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference, reference_names, resolve_arch
 from search_spaces.infra.weights import ARCH_FILE, NetFolder
@@ -57,8 +57,8 @@ def resolve_net(spec: str | Path, run_pick: RunPick = "latest") -> Net:
             return run_net(RunDir(path), run_pick)
         return folder_net(NetFolder(path))
     if not path.exists() and (os.sep in text or "/" in text or path.suffix == ".json"):
-        close = difflib.get_close_matches(path.name, reference_names(), n=1)
-        hint = f" (did you mean the reference net '{close[0]}'?)" if close else ""
+        close = closest(path.name, reference_names())
+        hint = f" (did you mean the reference net '{close}'?)" if close else ""
         raise UserError(f"{text} does not exist{hint}")
     return Net(resolve_arch(text), None, "file")  # or the unknown-reference error
 

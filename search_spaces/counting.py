@@ -10,10 +10,13 @@ Parameters count every learnable tensor (BN affine included, running stats not).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from search_spaces.arch import Arch, Layer
 from search_spaces.kinds import ConvPart, Part, kind_of, role_widths
+from search_spaces.layer import Layer
+
+if TYPE_CHECKING:  # types only: arch.py counts with this module
+    from search_spaces.arch import Arch
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from search_spaces.infra import limits
 from search_spaces.arch import Arch, BatchNorm, Head, Layer, SERule, Stem, make_divisible
 from search_spaces.infra.checks import did_you_mean
 from search_spaces.infra.errors import UserError
-from search_spaces.kinds import SPACE_OPS
+from search_spaces.counting import count_rows, layer_cost
+from search_spaces.kinds import SPACE_OPS, mid_width
 from search_spaces.skeletons import PRESETS, BlockSpec, Skeleton
 
 # MnasNet sec. 4.1's conv ops, the default. Every op a kind offers (`fused3`, `fused6`:
@@ -217,7 +218,7 @@ class FactorizedSpace:
         layer = kind.make(ratio, in_ch, out_ch, choice["kernel"], stride, act)
         se_ch = 0
         if choice["se"]:
-            se_ch = replace(self.family.se, ratio=choice["se"]).squeeze(in_ch, layer.mid_ch)
+            se_ch = replace(self.family.se, ratio=choice["se"]).squeeze(in_ch, mid_width(layer))
         return replace(layer, se_ch=se_ch,
                        skip=canonical_skip(choice["skip"], in_ch, out_ch, stride))
 
@@ -227,8 +228,6 @@ class FactorizedSpace:
         """An upper bound on the parameters of any child (`per_op`: of the supernet,
         which keeps each op's weights apart), counted without building anything, so a
         config can be refused before it allocates (`limits.max_params`)."""
-        from search_spaces.counting import count_rows, layer_cost
-
         total, in_ch = 0, self.skeleton.stem
         for i, block in enumerate(self.skeleton.blocks):
             options = self.block_options(i)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from search_spaces.arch import Arch, load_arch
+from search_spaces.infra.checks import closest
 from search_spaces.infra.errors import UserError
+
+# The hand-designed nets every result is compared with (MobileNetV3 sec. 6): the
+# report's reference rows, the operators a latency table must price for them.
+BASELINES = ("mobilenet_v3_small", "mobilenet_v3_large")
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
@@ -20,8 +24,8 @@ def load_reference(name: str) -> Arch:
     """A reference net at 224x224 with 1000 classes, as published."""
     path = REFERENCE_DIR / f"{name}.json"
     if not path.is_file():
-        hint = difflib.get_close_matches(name, reference_names(), n=1)
-        extra = f"; did you mean '{hint[0]}'?" if hint else ""
+        hint = closest(name, reference_names())
+        extra = f"; did you mean '{hint}'?" if hint else ""
         raise UserError(f"unknown reference net '{name}' "
                         f"(choose from {', '.join(reference_names())}{extra})")
     return load_arch(path)

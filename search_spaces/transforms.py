@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from search_spaces.arch import Arch, chain_problems, make_divisible
 from search_spaces.infra.errors import UserError
-from search_spaces.kinds import kind_of
+from search_spaces.kinds import kind_of, mid_width
 
 
 def with_input(arch: Arch, resolution: int | None = None, num_classes: int | None = None,
@@ -46,7 +46,7 @@ def with_width_multiplier(arch: Arch, multiplier: float, divisor: int = 8) -> Ar
         exp_ch = scale(layer.exp_ch or 0) if kind.expandable(layer) else layer.exp_ch
         new = kind.normalize(replace(layer, in_ch=scale(layer.in_ch),
                                      out_ch=scale(layer.out_ch), exp_ch=exp_ch))
-        se_ch = arch.se.squeeze(new.in_ch, new.mid_ch) if layer.se_ch else 0
+        se_ch = arch.se.squeeze(new.in_ch, mid_width(new)) if layer.se_ch else 0
         layers.append(replace(new, se_ch=se_ch))
     head = replace(arch.head, conv_ch=scale(arch.head.conv_ch),
                    hidden_ch=scale(arch.head.hidden_ch) if arch.head.hidden_ch else None)

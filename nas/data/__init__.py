@@ -9,10 +9,10 @@ read only through unpickle.py, archives fetched only through download.py.
 from nas.data.batches import augment_batch, batches, normalize
 from nas.data.cifar10 import CIFAR10_FOLDER
 from nas.data.config import DataConfig, SyntheticConfig
-from nas.data.splits import ImageSet, Splits, load_data, load_whole
+from nas.data.splits import ImageSet, Splits, class_count, load_data, load_whole
 from nas.data.synthetic import make_synthetic
 from nas.data.unpickle import restricted_unpickle
 
 __all__ = ["CIFAR10_FOLDER", "DataConfig", "ImageSet", "Splits", "SyntheticConfig",
-           "augment_batch", "batches", "load_data", "load_whole", "make_synthetic", "normalize",
+           "augment_batch", "batches", "class_count", "load_data", "load_whole", "make_synthetic", "normalize",
            "restricted_unpickle"]

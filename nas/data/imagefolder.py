@@ -21,11 +21,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 def read_imagefolder(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> Raw:
     root = need_path(cfg, source)
-    classes, files = _scan_folder(root)
+    classes, files = scan_folder(root)
     test_images = test_labels = None
     test_files: list[tuple[Path, int]] = []
     if cfg.test_path is not None:
-        test_classes, test_files = _scan_folder(cfg.test_path)
+        test_classes, test_files = scan_folder(cfg.test_path)
         extra = sorted(set(test_classes) - set(classes))
         if extra:
             raise UserError(f"class folder '{extra[0]}' is not among the training classes "
@@ -48,7 +48,7 @@ def read_imagefolder(cfg: DataConfig, resolution: int, source: str, budget: Budg
                f"imagefolder {root}")
 
 
-def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+def scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     if not root.is_dir():
         raise UserError("image folder not found", str(root))
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -33,6 +33,22 @@ def read_npz(cfg: DataConfig, resolution: int, source: str, budget: Budget) -> R
     return Raw(images, labels, test_images, test_labels, classes, f"npz {path.name}")
 
 
+def npz_class_count(path: Path) -> int | None:
+    """The class count of an npz file from its `classes` array or its largest training
+    label, reading no images; None when the file is not readable that way (reading it
+    whole names the problem)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "classes" in npz.files:
+                return len(npz["classes"]) or None
+            key = "labels" if "labels" in npz.files else "y_train"
+            labels = npz[key]
+            return int(labels.max()) + 1 if labels.size and labels.dtype.kind in "iu" \
+                else None
+    except Exception:  # any reason at all: load_data says it properly
+        return None
+
+
 def _npz_arrays(path: Path, budget: Budget
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
                            tuple[str, ...] | None, str]:

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nas.data.cifar10 import read_cifar10
+from nas.data.cifar10 import CIFAR10_CLASSES, read_cifar10
 from nas.data.config import DataConfig
-from nas.data.imagefolder import read_imagefolder
-from nas.data.npz import read_npz
+from nas.data.imagefolder import read_imagefolder, scan_folder
+from nas.data.npz import npz_class_count, read_npz
 from nas.data.raw import Budget, Reader
 from nas.data.synthetic import read_synthetic
 from search_spaces.infra import limits
@@ -169,6 +169,24 @@ def load_data(cfg: DataConfig, resolution: int, source: str,
         test = make(raw.images, raw.labels, test_idx[:cfg.test_subset])
     return Splits(train=make(raw.images, raw.labels, train_idx, cfg.augment),
                   val=make(raw.images, raw.labels, val_idx), test=test, source=raw.source)
+
+
+def class_count(cfg: DataConfig, source: str, max_gib: float = limits.MAX_DATA_GIB) -> int:
+    """How many classes `cfg`'s data has, without reading images where its kind allows
+    (synthetic: its config; cifar10: 10; imagefolder: its class folders; npz: its
+    `classes` array or largest label): what an experiment opened without data needs."""
+    if cfg.kind == "synthetic":
+        return cfg.synthetic.num_classes
+    if cfg.kind == "cifar10":
+        return len(CIFAR10_CLASSES)
+    if cfg.kind == "imagefolder" and cfg.path is not None and cfg.path.is_dir():
+        return len(scan_folder(cfg.path)[0])
+    if cfg.kind == "npz" and cfg.path is not None and cfg.path.is_file():
+        count = npz_class_count(cfg.path)
+        if count is not None:
+            return count
+    # a missing or unreadable file: the error a run would give, from reading it
+    return load_data(cfg, 32, source, max_gib).num_classes
 
 
 def load_whole(cfg: DataConfig, resolution: int, mean: tuple[float, ...],

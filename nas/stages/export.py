@@ -13,16 +13,19 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
+from nas.experiment import Experiment
+from nas.resolve import resolve_net
+from nas.rundir import RunDir
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import atomic_write, writing
-from search_spaces.infra.weights import read_weights
+from search_spaces.infra.weights import WEIGHTS_FILE, NetFolder, read_weights, write_weights
 
 FORMATS = ("json", "onnx", "pt2")
 TOLERANCE = 1e-4  # max |torch - exported| on the check input
@@ -128,3 +131,36 @@ def export(arch: Arch, weights: str | os.PathLike | None, fmt: str,
         raise RuntimeError(f"{path}: the exported model differs from torch by {diff:.2e} "
                            f"(> {TOLERANCE})")
     return diff
+
+
+def export_child(exp: Experiment, run: RunDir, child: str, output: Path,
+                 fmt: str | None = None) -> tuple[Arch, list[Path]]:
+    """A child of `run`'s search with the weights it inherits from the run's evaluator
+    (`best`, a trial id, option indices or decision values), as a folder: arch.json +
+    weights.pt (+ model.FMT); returns the child and what was written."""
+    arch, state = exp.evaluator.inherit(exp, run, child)
+    folder = NetFolder(output)
+    atomic_write(folder.arch_json, arch.to_json())
+    write_weights(state, folder.weights_pt)
+    written = [folder.arch_json, folder.weights_pt]
+    if fmt in ("onnx", "pt2"):
+        target = folder.root / f"model.{fmt}"
+        export(arch, folder.weights_pt, fmt, target)
+        written.append(target)
+    return arch, written
+
+
+def export_network(source: str, fmt: str, output: Path, weights: str | None = None,
+                   log: Callable[[str], None] | None = None) -> float | None:
+    """`nas export`: a network (a run's final one, a folder, an Arch JSON or a reference
+    net) as Arch JSON, ONNX or a torch.export program at `output`; the largest |torch -
+    exported| difference on a check input (None for JSON)."""
+    arch, beside, origin = resolve_net(source, run_pick="final")
+    state = Path(weights) if weights else beside
+    if state is None and fmt != "json":
+        if origin not in ("file", "reference"):  # a trained network lost its weights
+            raise UserError(f"no {WEIGHTS_FILE} beside its arch.json to export (--weights "
+                            f"names one)", str(source))
+        if log:
+            log("nas export: no weights: exporting freshly initialised weights")
+    return export(arch, state, fmt, output)

@@ -2,8 +2,9 @@
 
 The network comes from the stage before: NetAdapt's `netadapt/final/` when NetAdapt
 ran, else the search's `best.json`. MobileNetV3 trains its final model from scratch
-(`final.init: scratch`); `final.init: netadapt` continues from NetAdapt's weights,
-`final.init: supernet` from the weights the search's best inherits from its supernet.
+(`final.init: scratch`); `final.init: netadapt` continues from NetAdapt's weights;
+`final.init` naming the search's evaluator (one that shares weights) from the weights
+the search's best inherits from it.
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ from torch import nn
 from latency.deployed import latency_record, pricing, time_exported
 from latency.measure import compute_lock
 from latency.model import LatencyModel
-from nas.config import ExportConfig, FinalConfig
 from nas.data import Splits
+from nas.experiment import Experiment
 from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
 from nas.stages.export import Preprocessing, export, load_model
-from nas.stages.report import FINAL_METRICS, REFERENCES
+from nas.stages.report import FINAL_METRICS, result_target
 from nas.train import TrainConfig, TrainStats, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import atomic_write, read_record
-from search_spaces.reference import load_reference
+from search_spaces.reference import BASELINES, load_reference
 from search_spaces.infra.threads import torch_threads
 from search_spaces.transforms import with_input
 from search_spaces.infra.weights import read_weights, write_weights
@@ -47,13 +48,13 @@ def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:
     return net.arch, net.weights, net.origin
 
 
-def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, latency: LatencyModel,
-                run: RunDir, seed: int, log: Callable[[str], None],
-                train_references: bool = False,
-                inherit: Callable[[Arch], Mapping[str, torch.Tensor]] | None = None) -> dict:
-    """Train and score the final network into `final/`; skipped when already done.
-
-    `inherit` gives the weights `final.init: supernet` starts from."""
+def final_train(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> dict:
+    """Train and score the final network into `final/` (with `final:`'s budget over
+    `train:`); skipped when already done, continued from its checkpoint when killed."""
+    cfg_train, final, splits, seed = exp.config.train, exp.config.final, exp.data, \
+        exp.config.seed
+    latency = exp.latency
+    assert latency is not None
     folder = run.final
     metrics_path = folder.metrics_json
     if folder.complete():
@@ -71,14 +72,14 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     if final.init == "netadapt":
         assert weights is not None
         initial = read_weights(weights, arch)
-    elif final.init == "supernet":
-        if inherit is None or source != "search":
-            raise UserError("final.init: supernet fine-tunes the search's best child from "
-                            "the supernet; the network to train comes from " + source,
-                            str(run.config_path))
-        initial = inherit(arch)
-    what = {"scratch": "from scratch", "netadapt": "from NetAdapt's weights",
-            "supernet": "from the weights it inherits from the supernet"}[final.init]
+    elif final.init != "scratch":  # the search's evaluator (`nas.config` checked it)
+        if source != "search":
+            raise UserError(f"final.init: {final.init} fine-tunes the search's best child "
+                            f"with the weights it inherits; the network to train comes "
+                            f"from {source}", str(run.config_path))
+        initial = inherited_weights(exp, run, arch)
+    what = {"scratch": "from scratch", "netadapt": "from NetAdapt's weights"}.get(
+        final.init, f"from the weights it inherits from the {final.init} evaluator")
     log(f"final_train: {len(arch.layers)}-layer network from {source}, trained {what}")
     # a killed final training continues from its last checkpoint on resume
     model, stats, val, test = train_and_score(arch, cfg, splits, seed, log, initial,
@@ -94,7 +95,7 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
                "source": source, "init": final.init, "steps": stats.steps,
                "epochs": stats.epochs, "train_wall_s": stats.wall_s,
                "wall_s": time.perf_counter() - start, "test_images": len(splits.test or ())}
-    if train_references:
+    if exp.config.report.train_references:
         write_json(folder.references_json,
                    _train_references(arch, cfg, splits, seed, log))
     write_json(metrics_path, metrics)  # last: the stage is complete
@@ -102,6 +103,15 @@ def final_train(cfg_train: TrainConfig, final: FinalConfig, splits: Splits, late
     log(f"final_train: {test_text}, val top-1 {val:.4f}, {est.ms:.3f} ms, {params:,} params, "
         f"{macs / 1e6:.1f}M MACs -> {folder.root}")
     return metrics
+
+
+def inherited_weights(exp: Experiment, run: RunDir, arch: Arch) -> dict[str, torch.Tensor]:
+    """The weights the search's best child (`arch`) inherits from the run's evaluator."""
+    child, state = exp.evaluator.inherit(exp, run, "best")
+    if child.hash() != arch.hash():
+        raise UserError(f"final.init: {exp.config.final.init}: the network to train is not "
+                        f"the search's best child", str(run.root))
+    return state
 
 
 def train_and_score(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
@@ -128,7 +138,7 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
     """Test top-1 of the reference nets trained from scratch on the same budget."""
 
     out: dict[str, float | None] = {}
-    for name in REFERENCES:
+    for name in BASELINES:
         ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
                          arch.stem.stride)
         log(f"final_train: training the reference {name} on the same budget")
@@ -136,10 +146,11 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
     return out
 
 
-def export_stage(export_cfg: ExportConfig, run: RunDir, log: Callable[[str], None],
-                 latency: LatencyModel | None = None, target_ms: float | None = None) -> None:
+def export_stage(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> None:
     """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`; then,
-    with `export.measure`, the exported model timed here into `final/metrics.json`."""
+    with `export.measure`, the exported model timed here into `final/metrics.json`
+    beside the prediction and the target it was meant to meet."""
+    export_cfg, latency = exp.config.export, exp.latency
     folder = run.final
     if not folder.complete():
         raise UserError("export: no trained final network (run the final_train stage)",
@@ -152,7 +163,7 @@ def export_stage(export_cfg: ExportConfig, run: RunDir, log: Callable[[str], Non
         diff = export(net.arch, net.weights, fmt, folder.model(fmt))
         log(f"export: {folder.model(fmt)} (max |torch - exported| {diff:.1e})")
     if export_cfg.measure and latency is not None:
-        _measure_exported(run, net.arch, net.weights, latency, target_ms, log)
+        _measure_exported(run, net.arch, net.weights, latency, result_target(exp, run), log)
 
 
 def _measure_exported(run: RunDir, arch: Arch, weights: Path | None, latency: LatencyModel,

@@ -1,73 +1,42 @@
 """The NetAdapt stage: where it starts, the trainer and executor it gets, its folder.
 
 The `netadapt` package holds the algorithm; this module wires in what it leaves
-open: the starting network (anything `nas.resolve` takes), the proxy trainer as its
-fine-tune step, and the inline or Ray executor.
+open: the starting network (the experiment's, or this run's search best), the proxy
+trainer as its fine-tune step, the inline or Ray executor, and the optional
+measurement of every proposal.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import asdict
 from typing import Callable
 
-from latency.model import LatencyModel
-from nas.config import ExperimentConfig
-from nas.data import Splits
+from latency.model import make_model
+from nas.experiment import Experiment, resolve_start
 from nas.raytune import make_executor
-from nas.resolve import Net, resolve_net
+from nas.rundir import RunDir
 from nas.step import make_step
 from netadapt.loop import NetAdapt, NetAdaptResult
-from search_spaces.arch import Arch, load_arch
-from search_spaces.infra.errors import UserError
-from search_spaces.transforms import with_input
-from search_spaces.infra.weights import read_weights
 
 
-def resolve_start(cfg: ExperimentConfig, num_classes: int,
-                  search_best: Path | None = None) -> tuple[Arch, Path | None]:
-    """The starting Arch and its weights (None: pre-train first), checked against the
-    data; `search_best` is this run's search result when a search stage ran."""
-    na = cfg.netadapt
-    assert na is not None
-    key = "netadapt.start"
-    if na.start is None:
-        if search_best is None:
-            raise UserError(f"{key}: missing (no search stage runs before netadapt)", cfg.source)
-        net = Net(load_arch(search_best), None, "search")
-    else:
-        try:
-            net = resolve_net(na.start, run_pick="search")  # a run: its search's best
-        except UserError as err:
-            if err.source is not None:  # a problem inside a file names that file
-                raise
-            raise UserError(f"{key}: {err.message}", cfg.source) from None
-    arch = net.arch
-    if net.origin == "reference":  # published at 224x224, 1000 classes: take the run's
-        arch = with_input(arch, cfg.search.resolution, num_classes, cfg.search.stem_stride)
-    if arch.resolution != cfg.search.resolution:
-        raise UserError(f"{key}: the network is for {arch.resolution}x{arch.resolution} "
-                        f"inputs, search.resolution is {cfg.search.resolution}", cfg.source)
-    if arch.num_classes != num_classes:
-        raise UserError(f"{key}: the network has {arch.num_classes} classes, the data "
-                        f"{num_classes}", cfg.source)
-    weights = na.weights if na.weights is not None else net.weights
-    if weights is not None:
-        read_weights(weights, arch)  # a damaged or foreign file fails before the run
-    return arch, weights
-
-
-def netadapt_stage(cfg: ExperimentConfig, splits: Splits, latency: LatencyModel,
-                   start: tuple[Arch, Path | None], folder: Path, ray_storage: Path,
-                   log: Callable[[str], None], measure: LatencyModel | None = None
+def netadapt_stage(exp: Experiment, run: RunDir, log: Callable[[str], None]
                    ) -> NetAdaptResult:
-    """Run (or continue) NetAdapt from `start` in `folder`."""
-    na = cfg.netadapt
-    assert na is not None
+    """Run (or continue) NetAdapt in `run`'s `netadapt/`, from the experiment's start
+    or this run's search best, to its resolved target."""
+    cfg, na, latency = exp.config, exp.netadapt, exp.netadapt_latency
+    assert latency is not None
+    start = exp.netadapt_start or resolve_start(cfg, exp.num_classes, run.best_json)
+    measure = None
+    if na.measure:  # the measurement protocol, with the experiment's settings
+        options = asdict(cfg.latency)
+        options.pop("kind")
+        measure = make_model("measure", **options)
     # Pre-training uses `train:` as it is; fine-tunes (from weights) use `netadapt.lr`,
     # default a tenth of `train.lr`.
-    step = make_step(splits, cfg.train, na.lr)
-    executor = make_executor(cfg.search.executor, step, cfg.ray, ray_storage)
-    loop = NetAdapt(na, lambda a: latency.predict(a).ms, executor, folder, cfg.seed, log,
+    step = make_step(exp.data, cfg.train, na.lr)
+    executor = make_executor(cfg.search.executor, step, cfg.ray, run.ray_dir)
+    loop = NetAdapt(na, lambda a: latency.predict(a).ms, executor, run.netadapt.root,
+                    cfg.seed, log,
                     measure=(lambda a: measure.predict(a).ms) if measure else None,
                     pretrain_epochs=na.pretrain_epochs)
     result = loop.run(*start)

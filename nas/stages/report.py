@@ -12,18 +12,15 @@ from typing import Any, Callable
 import pandas as pd
 
 from latency.model import LatencyModel
-from nas.config import ExperimentConfig, load_config
+from nas.experiment import Experiment
 from nas.resolve import run_net
 from nas.rundir import RunDir
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import atomic_write, read_frame, read_record, save_figure
-from search_spaces.reference import load_reference
+from search_spaces.reference import BASELINES, load_reference
 from search_spaces.transforms import with_input
-
-REFERENCES = ("mobilenet_v3_small", "mobilenet_v3_large")
-
 
 def _table(frame: pd.DataFrame) -> str:
     """A markdown table (no tabulate dependency)."""
@@ -58,7 +55,7 @@ def reference_rows(arch: Arch, latency: LatencyModel | None,
     """The reference nets at the run's input size and classes, under the same latency
     model (their accuracy only where trained on the same budget)."""
     rows = []
-    for name in REFERENCES:
+    for name in BASELINES:
         ref = with_input(load_reference(name), arch.resolution, arch.num_classes,
                          arch.stem.stride)
         params, macs = count(ref)
@@ -71,23 +68,25 @@ def reference_rows(arch: Arch, latency: LatencyModel | None,
     return rows
 
 
-def result_target(cfg: ExperimentConfig, run: RunDir) -> float | None:
+def result_target(exp: Experiment, run: RunDir) -> float | None:
     """The latency the final network was meant to meet: NetAdapt's target when it ran
-    (its summary holds the resolved one), else the search's reward target."""
-    target = cfg.reward.target_ms if "search" in cfg.stages else None
+    (its summary holds the one it resolved), else the search's reward target."""
+    cfg = exp.config
+    target = exp.reward_target_ms if "search" in cfg.stages else None
     if "netadapt" in cfg.stages:
         summary = _read_json(run.netadapt.summary_json) or {}
         target = summary.get("target_ms", target)
     return target
 
 
-def write_report(run: RunDir, latency: LatencyModel | None = None,
+def write_report(exp: Experiment, run: RunDir,
                  log: Callable[[str], None] | None = None) -> Path:
-    """Write `report.md` (+ `pareto.png` when matplotlib is installed); returns its path."""
-    cfg = load_config(run.config_path)
+    """Write `report.md` (+ `pareto.png` when matplotlib is installed) for the run `run`
+    of `exp` (its own config.yaml); returns its path."""
+    cfg, latency = exp.config, exp.latency
     out = [f"# {cfg.name}: run `{run.root.name}`", ""]
     metrics = _read_json(run.final.metrics_json, FINAL_METRICS)
-    target_ms = result_target(cfg, run)
+    target_ms = result_target(exp, run)
     refs: list[dict[str, Any]] = []
     if metrics is not None:
         arch = run_net(run, "final").arch
@@ -104,12 +103,12 @@ def write_report(run: RunDir, latency: LatencyModel | None = None,
     if "search" in cfg.stages:
         facts += [("search", f"{s.strategy}, {s.num_trials} children, {s.executor} executor, "
                              f"{s.evaluator} evaluator"),
-                  ("reward", f"{rw.kind}, target {rw.target_ms} ms"
+                  ("reward", f"{rw.kind}, target {exp.reward_target_ms} ms"
                              + (f", preset {rw.preset}" if rw.preset else "")
                              + "".join(f", {k} {v}" for k, v in
                                        (("alpha", rw.alpha), ("beta", rw.beta)) if v is not None))]
     if cfg.netadapt is not None and "netadapt" in cfg.stages:
-        na = cfg.netadapt
+        na = exp.netadapt
         na_target = f"{na.target_ms} ms" if na.target_ms else f"{na.target_ratio} x L0"
         facts.append(("netadapt", f"target {na_target}, delta {na.delta_ratio} x L0, "
                                   f"T = {na.short_term_steps} steps, metric {na.metric}"))

@@ -38,10 +38,16 @@ def show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def closest(word: Any, options: Sequence[Any]) -> str | None:
+    """The option `word` was most likely meant to be (the one did-you-mean rule)."""
+    hint = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return hint[0] if hint else None
+
+
 def did_you_mean(word: Any, options: Sequence[Any]) -> str:
     """` (did you mean 'x'?)` for the closest option, or an empty string."""
-    hint = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f" (did you mean '{hint[0]}'?)" if hint else ""
+    hint = closest(word, options)
+    return f" (did you mean '{hint}'?)" if hint else ""
 
 
 def finite(value: float) -> str | None:
@@ -82,3 +88,25 @@ def one_of(options: Sequence[Any], what: str = "value") -> Check:
         listed = ", ".join(str(o) for o in options)
         return f"unsupported {what} {show(value)} (choose from {listed}){did_you_mean(value, options)}"
     return check
+
+
+def named(options: Sequence[Any]) -> Check:
+    """The value must be one of `options`, worded as for a `Literal` field (a choice
+    whose options are a registry's keys, such as `search.evaluator`)."""
+    def check(value: Any) -> str | None:
+        if value in options:
+            return None
+        return (f"{bounded_repr(value)} is not one of {', '.join(map(str, options))}"
+                f"{did_you_mean(value, options)}")
+    return check
+
+
+def each(check: Check) -> Check:
+    """`check` on every item of a list (the first problem, with its index)."""
+    def check_all(values: Sequence[Any]) -> str | None:
+        for i, value in enumerate(values):
+            problem = check(value)
+            if problem:
+                return f"item {i}: {problem}"
+        return None
+    return check_all

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from search_spaces.infra.errors import UserError, WriteError, read_user_text
+from search_spaces.infra.strict import read_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,11 +90,7 @@ class TrialLog:
         """Every complete row; a torn last line (killed mid-write) is cut off the file."""
         if not self.path.exists():
             return []
-        raw = self.path.read_bytes()
-        keep = raw if raw.endswith(b"\n") else raw[: raw.rfind(b"\n") + 1]
-        if len(keep) != len(raw):
-            with open(self.path, "r+b") as fh:
-                fh.truncate(len(keep))
+        keep = cut_torn_line(self.path)
         try:
             text = keep.decode()
         except UnicodeDecodeError as err:
@@ -128,11 +125,28 @@ class TrialLog:
         if new:
             writer.writeheader()
         writer.writerow({k: cell(row.get(k)) for k in columns})
-        with writing(self.path), open(self.path, "a") as fh:
-            # a row torn by a full disk is cut off on the next read, like a killed one
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
+        # a row torn by a full disk is cut off on the next read, like a killed one
+        append_text(self.path, buf.getvalue())
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append `text` (whole lines) to `path`, flushed and fsynced before returning, so
+    a row reported written survives a power cut; a disk error is a `WriteError`."""
+    with writing(path), open(path, "a", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def cut_torn_line(path: Path) -> bytes:
+    """The file's complete lines; a torn last line (a kill mid-append) is cut off the
+    file itself, so the next append starts on a fresh line."""
+    raw = path.read_bytes()
+    keep = raw if raw.endswith(b"\n") or not raw else raw[: raw.rfind(b"\n") + 1]
+    if len(keep) != len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(len(keep))
+    return keep
 
 
 def cell(value: Any) -> str:
@@ -182,8 +196,6 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: list[str]) ->
 def read_record(path: Path, keys: Sequence[str] = ()) -> dict[str, Any]:
     """A JSON object a stage wrote (`metrics.json`, `summary.json`, ...) holding `keys`;
     a damaged one is a `UserError` naming the file and the key."""
-    from search_spaces.infra.strict import read_json  # strict reads Arch files: imported late
-
     data = read_json(path)
     if not isinstance(data, dict):
         raise UserError("expected a JSON object (a damaged file)", str(path))

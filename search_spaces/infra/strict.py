@@ -11,7 +11,6 @@ shape). A field's `metadata={"check": fn}` adds a value check (`search_spaces.in
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import types
 import typing
@@ -20,7 +19,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from search_spaces.infra.checks import bounded_repr, did_you_mean, show
+from search_spaces.infra.checks import bounded_repr, closest, did_you_mean, named, show
 from search_spaces.infra.errors import UserError, read_user_text
 from search_spaces.infra.limits import MAX_DEPTH, document_problem
 
@@ -86,11 +85,8 @@ class Loader:
         if origin in (typing.Union, types.UnionType):
             return self._union(get_args(tp), value, path)
         if origin is Literal:
-            options = get_args(tp)
-            if value in options:
-                return value
-            return self._fail(path, f"{_show(value)} is not one of "
-                                    f"{', '.join(map(str, options))}{did_you_mean(value, options)}")
+            problem = named(get_args(tp))(value)
+            return self._fail(path, problem) if problem else value
         if origin is list:
             if not isinstance(value, list):
                 return self._fail(path, f"expected a list, got {_show(value)}")
@@ -161,8 +157,8 @@ class Loader:
         hints = get_type_hints(tp)
         for key in value:
             if key not in fields:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
+                close = closest(key, list(fields))
+                hint = f" (did you mean '{_join(path, close)}'?)" if close else ""
                 self.errors.append(f"{_join(path, key)}: unknown key{hint}")
         kwargs: dict[str, Any] = {}
         bad = False

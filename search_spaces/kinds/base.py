@@ -16,10 +16,9 @@ this package plus its entry in `KINDS` (`search_spaces/kinds/__init__.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
+from search_spaces.layer import Layer
 
-if TYPE_CHECKING:
-    from search_spaces.arch import Layer
 
 @dataclass(frozen=True)
 class ConvPart:
@@ -47,7 +46,7 @@ class SEPart:
 Part = ConvPart | SEPart
 
 
-def role_widths(layer: "Layer") -> dict[str, int]:
+def role_widths(layer: Layer) -> dict[str, int]:
     """Each role's channel count (`mid` is 0 where the kind has no expansion width)."""
     return {"in": layer.in_ch, "mid": layer.exp_ch or 0, "out": layer.out_ch,
             "se": layer.se_ch}
@@ -63,50 +62,46 @@ class LayerKind:
     # Factorized-space op names this kind decodes, with their expansion ratio.
     space_ops: ClassVar[dict[str, int]] = {}
 
-    def parts(self, layer: "Layer") -> list[Part]:
+    def parts(self, layer: Layer) -> list[Part]:
         """The layer's computation in order (the residual is the block's, not a part)."""
         raise NotImplementedError
 
-    def mid_role(self, layer: "Layer") -> str:
+    def mid_role(self, layer: Layer) -> str:
         """The role of the channels SE acts on (and a depthwise conv, if any)."""
         raise NotImplementedError
 
-    def expandable(self, layer: "Layer") -> bool:
+    def expandable(self, layer: Layer) -> bool:
         """Whether the layer has a width of its own that NetAdapt may shrink."""
         return self.mid_role(layer) == "mid"
 
-    def normalize(self, layer: "Layer") -> "Layer":
+    def normalize(self, layer: Layer) -> Layer:
         """`layer` with its dependent widths following the others (after a resize)."""
         return layer
 
-    def problem(self, layer: "Layer") -> str | None:
+    def problem(self, layer: Layer) -> str | None:
         """A problem within the layer's own fields, as `field: message`, or None."""
         return None
 
-    def describe(self, layer: "Layer") -> str:
+    def describe(self, layer: Layer) -> str:
         """The op part of `nas info`'s description (`mbconv e72`)."""
         return self.name
 
     def make(self, ratio: int, in_ch: int, out_ch: int, kernel: int, stride: int,
-             act: str) -> "Layer":
+             act: str) -> Layer:
         """A layer for a factorized-space op of this kind (no SE, no residual yet)."""
-        from search_spaces.arch import Layer
-
         return Layer(self.name, in_ch, out_ch, kernel, stride, act)
 
     def from_row(self, in_ch: int, exp_ch: int, out_ch: int, kernel: int, stride: int,
-                 act: str, se_ch: int, skip: str) -> "Layer":
+                 act: str, se_ch: int, skip: str) -> Layer:
         """The layer a latency-table row describes (`exp_ch` 0: no expansion)."""
-        from search_spaces.arch import Layer
-
         return Layer(self.name, in_ch, out_ch, kernel, stride, act, se_ch, skip)
 
-    def row_exp_ch(self, layer: "Layer") -> int:
+    def row_exp_ch(self, layer: Layer) -> int:
         """The latency-table row's `exp_ch`: the expansion width, 0 without one."""
         return 0
 
 
-def se_parts(layer: "Layer", on: str) -> list[Part]:
+def se_parts(layer: Layer, on: str) -> list[Part]:
     return [SEPart(on)] if layer.se_ch else []
 
 
@@ -118,15 +113,15 @@ class ExpansionKind(LayerKind):
     has_expansion = True
     alias: ClassVar[str]
 
-    def mid_role(self, layer: "Layer") -> str:
+    def mid_role(self, layer: Layer) -> str:
         return "mid" if layer.expand else self.alias
 
-    def normalize(self, layer: "Layer") -> "Layer":
+    def normalize(self, layer: Layer) -> Layer:
         if layer.expand:
             return layer
         return replace(layer, exp_ch=role_widths(layer)[self.alias])
 
-    def problem(self, layer: "Layer") -> str | None:
+    def problem(self, layer: Layer) -> str | None:
         keep = role_widths(layer)[self.alias]
         if not layer.expand and layer.exp_ch != keep:
             return (f"exp_ch: is {layer.exp_ch} but a layer without expansion keeps "
@@ -134,22 +129,18 @@ class ExpansionKind(LayerKind):
         return None
 
     def make(self, ratio: int, in_ch: int, out_ch: int, kernel: int, stride: int,
-             act: str) -> "Layer":
-        from search_spaces.arch import Layer
-
+             act: str) -> Layer:
         return Layer(self.name, in_ch, out_ch, kernel, stride, act, exp_ch=in_ch * ratio,
                      expand=True)
 
     def from_row(self, in_ch: int, exp_ch: int, out_ch: int, kernel: int, stride: int,
-                 act: str, se_ch: int, skip: str) -> "Layer":
-        from search_spaces.arch import Layer
-
+                 act: str, se_ch: int, skip: str) -> Layer:
         layer = Layer(self.name, in_ch, out_ch, kernel, stride, act, se_ch, skip,
                       exp_ch=exp_ch, expand=exp_ch > 0)
         return self.normalize(layer)
 
-    def row_exp_ch(self, layer: "Layer") -> int:
+    def row_exp_ch(self, layer: Layer) -> int:
         return (layer.exp_ch or 0) if layer.expand else 0
 
-    def describe(self, layer: "Layer") -> str:
+    def describe(self, layer: Layer) -> str:
         return f"{self.name}{'' if layer.expand else ' (no expand)'} e{layer.exp_ch}"

@@ -6,12 +6,10 @@ on the `out_ch` channels the convolution wrote.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from search_spaces.kinds.base import ConvPart, LayerKind, Part, se_parts
+from search_spaces.layer import Layer
 
-if TYPE_CHECKING:
-    from search_spaces.arch import Layer
 
 
 class Conv(LayerKind):
@@ -19,9 +17,9 @@ class Conv(LayerKind):
     kernels = (1, 3, 5, 7)
     space_ops = {"conv": 0}
 
-    def parts(self, layer: "Layer") -> list[Part]:
+    def parts(self, layer: Layer) -> list[Part]:
         return [ConvPart("conv", "in", "out", layer.kernel, layer.stride, layer.act),
                 *se_parts(layer, "out")]
 
-    def mid_role(self, layer: "Layer") -> str:
+    def mid_role(self, layer: Layer) -> str:
         return "out"

@@ -5,12 +5,10 @@ MnasNet's SepConv (sec. 4.1): the same computation as an mbconv without expansio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from search_spaces.kinds.base import ConvPart, LayerKind, Part, se_parts
+from search_spaces.layer import Layer
 
-if TYPE_CHECKING:
-    from search_spaces.arch import Layer
 
 
 class DSConv(LayerKind):
@@ -18,11 +16,11 @@ class DSConv(LayerKind):
     kernels = (3, 5, 7)
     space_ops = {"dsconv": 0}
 
-    def parts(self, layer: "Layer") -> list[Part]:
+    def parts(self, layer: Layer) -> list[Part]:
         return [ConvPart("depthwise", "in", "in", layer.kernel, layer.stride, layer.act,
                          depthwise=True),
                 *se_parts(layer, "in"),
                 ConvPart("project", "in", "out", 1, 1, None)]
 
-    def mid_role(self, layer: "Layer") -> str:
+    def mid_role(self, layer: Layer) -> str:
         return "in"

@@ -10,12 +10,10 @@ depthwise convs are memory-bound, at more MACs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from search_spaces.kinds.base import ConvPart, ExpansionKind, Part, se_parts
+from search_spaces.layer import Layer
 
-if TYPE_CHECKING:
-    from search_spaces.arch import Layer
 
 
 class FusedMBConv(ExpansionKind):
@@ -24,7 +22,7 @@ class FusedMBConv(ExpansionKind):
     alias = "out"
     space_ops = {"fused3": 3, "fused6": 6}
 
-    def parts(self, layer: "Layer") -> list[Part]:
+    def parts(self, layer: Layer) -> list[Part]:
         if not layer.expand:
             return [ConvPart("conv", "in", "out", layer.kernel, layer.stride, layer.act),
                     *se_parts(layer, "out")]

@@ -7,12 +7,10 @@ works on the input channels and `exp_ch == in_ch`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from search_spaces.kinds.base import ConvPart, ExpansionKind, Part, se_parts
+from search_spaces.layer import Layer
 
-if TYPE_CHECKING:
-    from search_spaces.arch import Layer
 
 
 class MBConv(ExpansionKind):
@@ -21,7 +19,7 @@ class MBConv(ExpansionKind):
     alias = "in"
     space_ops = {"mbconv3": 3, "mbconv6": 6}
 
-    def parts(self, layer: "Layer") -> list[Part]:
+    def parts(self, layer: Layer) -> list[Part]:
         mid = self.mid_role(layer)
         expand = [ConvPart("expand", "in", "mid", 1, 1, layer.act)] if layer.expand else []
         return [*expand,

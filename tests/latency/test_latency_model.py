@@ -14,7 +14,8 @@ from latency.shrink import set_expansion, set_group_width
 from latency.signature import Signature, signatures
 from latency.table import Calibration, LatencyTable, Row
 from latency_fixtures import fake_table, tiny_arch
-from nas.config import build_latency_model, load_config
+from nas.config import load_config
+from nas.experiment import build_latency_model
 from search_spaces.channels import residual_groups
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from nas.config import build_space, load_config
+from nas.experiment import Experiment, open_experiment
 from search_spaces.infra.errors import UserError
 
 
@@ -18,6 +19,11 @@ def error_of(path: Path, overrides=None) -> str:
     with pytest.raises(UserError) as info:
         load_config(path, overrides)
     return str(info.value)
+
+
+def opened(path: Path) -> Experiment:
+    """The experiment at `path`, opened without data or latency models."""
+    return open_experiment(path, data=False, latency="none")
 
 
 def test_defaults_name_and_output_dir(tmp_path):
@@ -142,13 +148,14 @@ netadapt: {{{netadapt}}}
 
 
 def test_netadapt_targets_the_reward_target_unless_told_otherwise(tmp_path):
-    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt="")))
-    assert cfg.netadapt.target_ms == 1.5 and cfg.netadapt.target_ratio is None
-    assert cfg.to_dict()["netadapt"]["target_ms"] == 1.5  # the run's config records it
-    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt="target_ratio: 0.8")))
-    assert cfg.netadapt.target_ms is None and cfg.netadapt.target_ratio == 0.8
-    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt="target_ms: 1.2")))
-    assert cfg.netadapt.target_ms == 1.2
+    exp = opened(write(tmp_path, PIPELINE.format(target=1.5, netadapt="")))
+    assert exp.netadapt.target_ms == 1.5 and exp.netadapt.target_ratio is None
+    assert exp.config.netadapt.target_ms is None  # the config stays as written
+    assert exp.resolved_config()["netadapt"]["target_ms"] == 1.5  # the run records it
+    exp = opened(write(tmp_path, PIPELINE.format(target=1.5, netadapt="target_ratio: 0.8")))
+    assert exp.netadapt.target_ms is None and exp.netadapt.target_ratio == 0.8
+    exp = opened(write(tmp_path, PIPELINE.format(target=1.5, netadapt="target_ms: 1.2")))
+    assert exp.netadapt.target_ms == 1.2
     path = write(tmp_path, PIPELINE.format(target="null", netadapt=""))
     assert error_of(path) == (f"{path}: netadapt: set target_ms or target_ratio (or "
                               f"reward.target_ms or reward.target_ratio, which NetAdapt "
@@ -159,8 +166,8 @@ def test_netadapt_targets_the_reward_target_unless_told_otherwise(tmp_path):
     assert error_of(path) == (f"{path}: netadapt.latency: differs from latency:, so the "
                               f"reward's target (priced under latency:) is not NetAdapt's; "
                               f"set netadapt.target_ms or netadapt.target_ratio")
-    cfg = load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt=other + ", target_ms: 1.2")))
-    assert cfg.netadapt.target_ms == 1.2
+    exp = opened(write(tmp_path, PIPELINE.format(target=1.5, netadapt=other + ", target_ms: 1.2")))
+    assert exp.netadapt.target_ms == 1.2
     same = "latency: {kind: measure}"  # the default `latency:` spelled out: the same model
-    assert load_config(write(tmp_path, PIPELINE.format(target=1.5, netadapt=same))
-                       ).netadapt.target_ms == 1.5
+    assert opened(write(tmp_path, PIPELINE.format(target=1.5, netadapt=same))
+                  ).netadapt.target_ms == 1.5

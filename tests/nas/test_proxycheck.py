@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from nas.proxycheck import kendall_tau, spearman_rho, spread_over_latency
+from nas.stages.proxycheck import kendall_tau, spearman_rho, spread_over_latency
 from search_spaces.counting import count
 from search_spaces.factorized import make_space
 

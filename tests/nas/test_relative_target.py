@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from nas.config import load_config
-from nas.pipeline import prepare
+from nas.experiment import open_experiment
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference
@@ -42,24 +42,26 @@ def ms_of(name: str) -> float:
 def test_the_ratio_of_the_skeletons_namesake_becomes_the_target_in_ms(tmp_path):
     cfg = load_config(exp(tmp_path, "target_ratio: 0.5"))
     assert cfg.reward.target_ms is None and cfg.netadapt.target_ms is None
-    prep = prepare(cfg)
+    opened = open_experiment(cfg)
     want = round(0.5 * ms_of("mobilenet_v3_small"), 4)
-    assert prep.reward.target_ms == want
-    assert cfg.netadapt.target_ms == want  # NetAdapt follows the reward's target
-    recorded = cfg.to_dict()
+    assert opened.reward.target_ms == opened.reward_target_ms == want
+    assert opened.netadapt_target_ms == opened.netadapt.target_ms == want  # NetAdapt follows
+    assert cfg.reward.target_ms is None and cfg.netadapt.target_ms is None  # nothing written back
+    recorded = opened.resolved_config()
     assert recorded["reward"]["target_ms"] == want and recorded["reward"]["target_ratio"] is None
+    assert recorded["netadapt"]["target_ms"] == want
     # a resumed run reloads the recorded ms, whatever the latency model says then
     again = tmp_path / "recorded.yaml"
     again.write_text(yaml.safe_dump(recorded))
-    assert prepare(load_config(again)).reward.target_ms == want
+    assert open_experiment(again).reward.target_ms == want
 
 
 def test_a_named_reference_and_netadapts_own_target(tmp_path):
     cfg = load_config(exp(tmp_path, "target_ratio: 0.25, target_reference: mobilenet_v3_large",
                           "target_ratio: 0.9"))
-    prepare(cfg)
-    assert cfg.reward.target_ms == round(0.25 * ms_of("mobilenet_v3_large"), 4)
-    assert cfg.netadapt.target_ms is None and cfg.netadapt.target_ratio == 0.9
+    opened = open_experiment(cfg)
+    assert opened.reward_target_ms == round(0.25 * ms_of("mobilenet_v3_large"), 4)
+    assert opened.netadapt_target_ms is None and opened.netadapt.target_ratio == 0.9
 
 
 def test_an_arch_json_as_reference_relative_to_the_yaml(tmp_path, monkeypatch):
@@ -68,8 +70,7 @@ def test_an_arch_json_as_reference_relative_to_the_yaml(tmp_path, monkeypatch):
     monkeypatch.chdir("/")
     cfg = load_config(exp(tmp_path, "target_ratio: 1.0, target_reference: mine.json"))
     assert cfg.reward.target_reference == str(tmp_path.resolve() / "mine.json")
-    prepare(cfg)
-    assert cfg.reward.target_ms == round(ms_of("mnasnet_a1"), 4)
+    assert open_experiment(cfg).reward_target_ms == round(ms_of("mnasnet_a1"), 4)
 
 
 def test_a_target_given_with_set_replaces_the_files_other_kind(tmp_path):

@@ -13,7 +13,7 @@ from latency.profiler import Coverage
 from latency.table import LatencyTable
 from nas.cli import main
 from nas.config import load_config
-from nas.pipeline import prepare
+from nas.experiment import open_experiment
 
 NAS = str(Path(sys.executable).parent / "nas")
 
@@ -115,7 +115,7 @@ def test_a_netadapt_only_experiment_builds_for_its_start_not_the_space(
     exp.write_text(EXP.format(table=tmp_path / "t.csv").replace(
         "stages: [search]", "stages: [netadapt]")
         + "netadapt: {start: mobilenet_v3_small, target_ratio: 0.8}\n")
-    prep = prepare(load_config(exp), build_tables=False)  # a preview: times nothing
+    prep = open_experiment(load_config(exp), latency="plan")  # a preview: times nothing
     (plan,) = prep.tables
     timed = plan.coverage.signatures(plan.channel_step)
     assert plan.action == "build" and len(timed) == plan.total  # what it says it times

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from search_spaces.builder import build_model
+from search_spaces.kinds import mid_width
 from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace, canonical_skip, make_space
 from search_spaces.reference import load_reference
@@ -72,7 +73,7 @@ def test_mobilenetv3_space_blocks():
         assert arch.head.kind == "v3" and arch.se.gate == "hsigmoid"
         for layer in arch.layers:
             if layer.se_ch:  # MobileNetV3 sec. 5.3: 1/4 of the expansion, multiple of 8
-                assert layer.se_ch % 8 == 0 and abs(layer.se_ch - layer.mid_ch / 4) <= 8
+                assert layer.se_ch % 8 == 0 and abs(layer.se_ch - mid_width(layer) / 4) <= 8
 
 
 def test_mnasnet_se_uses_block_input():

@@ -20,29 +20,32 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from latency.measure import compute_lock
 from nas.data import Splits
+from nas.raytune import make_executor
 from nas.rundir import RunDir
-from nas.search.core import COLUMNS, SearchCore, trial_seed
+from nas.search.core import COLUMNS, SearchCore, run_inline, trial_seed
+from nas.search.evaluators.base import ChildRecord, Evaluator
 from nas.search.rewards import Reward
+from nas.step import make_step
 from nas.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train, wanted_threads
 from search_spaces.infra.jobs import Executor, Job, JobResult, Step
 from search_spaces.infra.checks import non_negative, positive
 from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.infra.files import TrialLog, atomic_save, read_record
+from search_spaces.infra.files import TrialLog, atomic_save, read_record, write_json
 from search_spaces.infra.seeds import seed_for
 from search_spaces.supernet import SuperNet
-from search_spaces.infra.threads import torch_threads
+from search_spaces.infra.threads import available_cpus, torch_threads
 from search_spaces.infra.weights import load_torch, why
 
 if TYPE_CHECKING:
-    from nas.config import ExperimentConfig
+    from nas.experiment import Experiment
     from search_spaces.arch import Arch
 
 DEFAULT_EPOCHS = 10.0
@@ -291,16 +294,85 @@ def child_values(spec: str | list | dict, space: FactorizedSpace, run: RunDir
     raise UserError(f"--child: expected a list or an object, got {spec!r}")
 
 
-def inherited_child(cfg: "ExperimentConfig", run: RunDir, splits: Splits,
-                    space: FactorizedSpace, values: Mapping[str, Any]
+def inherited_child(exp: "Experiment", run: RunDir, values: Mapping[str, Any]
                     ) -> tuple["Arch", dict[str, torch.Tensor]]:
     """A child of the run's supernet as `build_model`'s state dict, with its BatchNorm
     statistics re-estimated as the search scored it."""
     if not run.supernet_pt.is_file():
         raise UserError(f"{run.supernet_pt} does not exist (a run with search.evaluator: "
                         "supernet has one once its supernet is trained)")
-    supernet = load_supernet(space, run.supernet_pt, cfg.seed)
-    scorer = ChildScorer(supernet, splits, cfg.train, cfg.supernet.bn_batches, cfg.seed)
+    cfg = exp.config
+    supernet = load_supernet(exp.space, run.supernet_pt, cfg.seed)
+    scorer = ChildScorer(supernet, exp.data, cfg.train, cfg.supernet.bn_batches, cfg.seed)
     with torch_threads(wanted_threads(cfg.train)):
         model = scorer.model(values)
     return model.arch, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def load_or_train_supernet(exp: "Experiment", run: RunDir, log: Callable[[str], None]
+                           ) -> SuperNet:
+    """The run's supernet, trained first (one job: a Ray trial with every local CPU,
+    or `supernet.cpus`) when `search/supernet.pt` is not there yet."""
+    cfg = exp.config
+    step = supernet_step(exp.space, exp.data, cfg.train, cfg.supernet, log)
+    cpus = cfg.supernet.cpus or (cfg.ray.cpus_per_trial if cfg.ray.address
+                                 else cfg.ray.num_cpus or available_cpus())
+    ray = replace(cfg.ray, cpus_per_trial=cpus)
+    return ensure_supernet(exp.space, exp.data, cfg.train, cfg.supernet, run, cfg.seed,
+                           make_executor(cfg.search.executor, step, ray, run.ray_dir, "search"),
+                           log)
+
+
+class SupernetEvaluator(Evaluator):
+    """One supernet training up front (the cost of a few children), then a second or so
+    per child: inherit, re-estimate BatchNorm, score; the top `supernet.rerank_top_k`
+    are proxy-trained before the choice."""
+
+    name = "supernet"
+    gives_weights = True
+
+    def params_bound(self, space: FactorizedSpace) -> tuple[int, str]:
+        return space.params_bound(per_op=True), "the supernet holds"
+
+    def describe(self, exp: "Experiment") -> list[str]:
+        cfg = exp.config
+        shared = sum(p.numel() for p in SuperNet(exp.space, cfg.seed).parameters())
+        tcfg = cfg.supernet.train_config(cfg.train)
+        budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
+        return [f"supernet: {shared:,} shared weights, trained {budget}; "
+                f"{cfg.search.num_trials} children scored from it, the top "
+                f"{cfg.supernet.rerank_top_k} re-ranked by proxy training"]
+
+    def search(self, exp: "Experiment", run: RunDir, core: SearchCore,
+               log: Callable[[str], None]) -> None:
+        cfg = exp.config
+        supernet = load_or_train_supernet(exp, run, log)
+        scorer = ChildScorer(supernet, exp.data, cfg.train, cfg.supernet.bn_batches, cfg.seed)
+        run_inline(core, scorer.step, cfg.seed)  # a second or so each: in the driver
+        if cfg.supernet.rerank_top_k:
+            assert exp.reward is not None
+            step = make_step(exp.data, cfg.train)  # stand-alone, as the train evaluator
+            rerank(core, exp.reward, cfg.supernet.rerank_top_k, cfg.seed,
+                   make_executor(cfg.search.executor, step, cfg.ray, run.ray_dir, "search"),
+                   log)
+
+    def score_children(self, exp: "Experiment", run: RunDir,
+                       children: Sequence[tuple[int, Mapping[str, Any]]],
+                       record: ChildRecord, log: Callable[[str], None]) -> float | None:
+        cfg = exp.config
+        start = time.perf_counter()
+        had = run.supernet_pt.is_file()
+        scorer = ChildScorer(load_or_train_supernet(exp, run, log), exp.data, cfg.train,
+                             cfg.supernet.bn_batches, cfg.seed)
+        timing = run.supernet_train_s_json
+        if not had:
+            write_json(timing, {"wall_s": time.perf_counter() - start})
+        for i, values in children:
+            t0 = time.perf_counter()
+            accuracy = scorer.score(values)
+            record(i, JobResult(accuracy, "", time.perf_counter() - t0))
+        return read_record(timing, ("wall_s",))["wall_s"] if timing.is_file() else None
+
+    def inherit(self, exp: "Experiment", run: RunDir, child: str | list | dict
+                ) -> tuple["Arch", dict[str, torch.Tensor]]:
+        return inherited_child(exp, run, child_values(child, exp.space, run))
