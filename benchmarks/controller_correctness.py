@@ -20,7 +20,7 @@ import torch
 
 from nas.search.controller import ControllerConfig
 from nas.search.strategies import EvolutionConfig, make_strategy
-from objectives import ChainObjective
+from nas.search.objectives import ChainObjective
 from search_spaces.factorized import make_space
 
 

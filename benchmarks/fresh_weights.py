@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from latency.deployed import time_exported  # noqa: E402
-from latency.measure import Protocol  # noqa: E402
-from nas.stages.export import export, load_model  # noqa: E402
-from search_spaces.arch import load_arch  # noqa: E402
+from latency.deployed import time_exported
+from latency.measure import Protocol
+from nas.stages.export import export, load_model
+from search_spaces.arch import load_arch
 
 
 def main() -> None:

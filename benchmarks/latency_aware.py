@@ -17,7 +17,7 @@ and two hand-designed baselines given the same final training (from scratch, the
 `final:` budget, the same seed and test split), no search:
 
   mobilenet_v3_small   MobileNetV3-Small with the CIFAR stem (stride 1)
-  width_multiplier     its widest width multiplier (steps of 0.01) at most the `table`
+  width_multiplier     its widest width multiplier (`common.widest_multiplier`) at most the `table`
                        run's final latency in the table; x0.1 when none is that fast
 
 The supernet's training does not involve the latency model nor the strategy, so the
@@ -52,51 +52,41 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import pandas as pd
+from torch import nn
 
-import pandas as pd  # noqa: E402
-from torch import nn  # noqa: E402
-
-from benchmarks.supernet_search import final_training, widest_multiplier  # noqa: E402
-from latency.deployed import time_exported  # noqa: E402
-from latency.measure import Protocol  # noqa: E402
-from nas.config import build_latency_model, load_config  # noqa: E402
-from nas.pipeline import prepare, resume, run_stages  # noqa: E402
-from nas.rundir import RunDir, write_json  # noqa: E402
-from nas.stages.export import export, load_model  # noqa: E402
-from search_spaces.arch import Arch, load_arch  # noqa: E402
-from search_spaces.infra.files import atomic_write  # noqa: E402
-from search_spaces.counting import count  # noqa: E402
-from search_spaces.reference import load_reference  # noqa: E402
-from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
-from search_spaces.infra.weights import write_weights  # noqa: E402
+from common import NARROWEST, RESULTS, ROOT, final_training, hand_designed, say, widest_multiplier
+from latency.deployed import time_exported
+from latency.measure import Protocol
+from nas.config import load_config
+from nas.experiment import Experiment, open_experiment
+from nas.pipeline import resume, run_stages
+from nas.rundir import RunDir, write_json
+from nas.stages.export import export, load_model
+from search_spaces.arch import Arch, load_arch
+from search_spaces.infra.files import atomic_write
+from search_spaces.counting import count
+from search_spaces.transforms import with_width_multiplier
+from search_spaces.infra.weights import write_weights
 
 EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
 CONFIGS = ("table", "flops", "random")
-NARROWEST = 0.1  # the width multiplier used when none reaches the searched latency
 
 
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def experiment(overrides: list[str]) -> Experiment:
+    return open_experiment(load_config(EXPERIMENT, EXTRA + overrides), log=say)
 
 
-def experiment(overrides: list[str]):
-    return load_config(EXPERIMENT, EXTRA + overrides)
-
-
-def flops_scale(cfg) -> float:
+def flops_scale(exp: Experiment) -> float:
     """ms per MMAC at which MobileNetV3-Small (the search's input) costs what the table
     says it does."""
-    s = cfg.search
-    small = with_input(load_reference("mobilenet_v3_small"), s.resolution, 10, s.stem_stride)
-    return build_latency_model(cfg).predict(small).ms / (count(small)[1] / 1e6)
+    assert exp.latency is not None
+    small = hand_designed(exp)
+    return exp.latency.predict(small).ms / (count(small)[1] / 1e6)
 
 
 def runs_of(config: str, seed: int, work: Path) -> list[Path]:
@@ -129,9 +119,8 @@ def run_one(config: str, seed: int, work: Path) -> RunDir:
         overrides.append(f"latency={{kind: flops, ms_per_mmac: {scale:.6f}}}")
     if config == "random":
         overrides.append("search.strategy=random")
-    cfg = experiment(overrides)
-    prep = prepare(cfg)
-    run = RunDir.create(folder, cfg.name, cfg.to_dict())
+    exp = experiment(overrides)
+    run = RunDir.create(folder, exp.config.name, exp.resolved_config())
     say(f"{config} seed {seed}: run directory {run.root}")
     if config != "table":
         # the same seed's supernet, trained once by the table run
@@ -143,7 +132,7 @@ def run_one(config: str, seed: int, work: Path) -> RunDir:
         run.supernet_pt.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(trained, run.supernet_pt)
     with run.writing():
-        run_stages(prep, run, say)
+        run_stages(exp, run, say)
     return run
 
 
@@ -153,14 +142,16 @@ def run_baselines(seed: int, work: Path, kept: Path) -> None:
     weights, ONNX and metrics, as a run's `final/` has them); done ones are skipped."""
     table_run = RunDir(runs_of("table", seed, work)[-1])
     searched = json.loads(table_run.final.metrics_json.read_text())
-    cfg = experiment([f"seed={seed}"])
-    prep = prepare(cfg)  # the table and the resolved target, as the runs had them
-    splits = prep.splits
-    predict = lambda a: prep.latency.predict(a).ms  # noqa: E731
-    small = with_input(load_reference("mobilenet_v3_small"), cfg.search.resolution,
-                       splits.num_classes, cfg.search.stem_stride)
+    exp = experiment([f"seed={seed}"])  # the table and the resolved target, as the runs had
+    cfg, splits, latency = exp.config, exp.data, exp.latency
+    assert latency is not None
+
+    def predict(arch: Arch) -> float:
+        return latency.predict(arch).ms
+
+    small = hand_designed(exp)
     try:
-        narrow = widest_multiplier(small, predict, searched["latency_ms"])
+        narrow = widest_multiplier(small, predict, searched["latency_ms"])[1]
     except RuntimeError:  # below the multiplier's floor: the nearest it comes
         narrow = with_width_multiplier(small, NARROWEST).replace(
             name=f"{small.name} x{NARROWEST:.2f}")
@@ -174,7 +165,8 @@ def run_baselines(seed: int, work: Path, kept: Path) -> None:
             continue
         say(f"{name} seed {seed}: {arch.name}, {predict(arch):.3f} ms, final training "
             f"({cfg.final.epochs:g} epochs from scratch)")
-        model, val, test, minutes = final_training(arch, seed, cfg.final.epochs, cfg, splits)
+        model, val, test, minutes = final_training(arch, seed, cfg.final.epochs, cfg.train,
+                                                   splits)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "arch.json", arch.to_json())
         write_weights(model.state_dict(), folder / "weights.pt")
@@ -218,8 +210,8 @@ def measure(work: Path, out: Path, passes: int, kept: Path | None = None) -> pd.
     table's p10 of the same 30 runs. `table_ms` prices each network in this machine's
     table (built first if missing) and `target_ms` is the experiment's target resolved
     in it; `run_target_ms` is the one the network's run had (on the machine it ran on)."""
-    prep = prepare(experiment([]))
-    table, target = prep.latency, prep.cfg.reward.target_ms
+    exp = experiment([])
+    table, target = exp.latency, exp.reward_target_ms
     with tempfile.TemporaryDirectory() as scratch:
         sources = finished(work) if kept is None else kept_networks(kept, Path(scratch))
         nets = []  # loaded once, timed every pass
@@ -271,9 +263,9 @@ def main() -> None:
                          "table runs)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware")
     ap.add_argument("--measured", type=Path,
-                    default=ROOT / "benchmarks" / "results" / "latency_aware.csv")
+                    default=RESULTS / "latency_aware.csv")
     ap.add_argument("--kept", type=Path,
-                    default=ROOT / "benchmarks" / "results" / "latency_aware",
+                    default=RESULTS / "latency_aware",
                     help="where each finished network's arch.json and metrics.json are "
                          "kept (tracked; the run directories are scratch)")
     ap.add_argument("--from-kept", action="store_true",

@@ -28,23 +28,21 @@ from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
 
-from latency.model import make_model  # noqa: E402
-from nas.config import NetAdaptSection  # noqa: E402
-from nas.data import DataConfig, load_data  # noqa: E402
-from nas.step import make_step  # noqa: E402
-from nas.train import TrainConfig, build_seeded, evaluate  # noqa: E402
-from netadapt.inherit import inherit  # noqa: E402
-from search_spaces.infra.jobs import Job, inline_executor  # noqa: E402
-from netadapt.loop import NetAdapt, job_seed  # noqa: E402
-from search_spaces.arch import Arch, load_arch  # noqa: E402
-from search_spaces.counting import count  # noqa: E402
-from search_spaces.reference import load_reference  # noqa: E402
-from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
-from search_spaces.infra.weights import read_weights, write_weights  # noqa: E402
+from common import ROOT, widest_multiplier
+from latency.model import make_model
+from nas.config import NetAdaptSection
+from nas.data import DataConfig, load_data
+from nas.step import make_step
+from nas.train import TrainConfig, build_seeded, evaluate
+from netadapt.inherit import inherit
+from search_spaces.infra.jobs import Job, inline_executor
+from netadapt.loop import NetAdapt, job_seed
+from search_spaces.arch import Arch, load_arch
+from search_spaces.counting import count
+from search_spaces.reference import load_reference
+from search_spaces.transforms import with_input
+from search_spaces.infra.weights import read_weights, write_weights
 
 
 def start_arch() -> Arch:
@@ -65,18 +63,6 @@ def test_accuracy(arch: Arch, weights: Path, test_set) -> float:
     model = build_seeded(arch, 0)
     model.load_state_dict(read_weights(weights, arch))
     return evaluate(model, test_set)
-
-
-def widest_multiplier(arch: Arch, latency, limit_ms: float) -> tuple[float, Arch, float]:
-    """The widest multiplier (0.005 steps) whose table latency is at most `limit_ms`."""
-    m = 1.0
-    while m > 0.1:
-        cand = with_width_multiplier(arch, m)
-        ms = latency(cand)
-        if ms <= limit_ms:
-            return m, cand, ms
-        m = round(m - 0.005, 3)
-    raise RuntimeError("no multiplier reaches the latency")
 
 
 def main() -> None:
@@ -156,7 +142,8 @@ def main() -> None:
                           "measured_drop_ms": measured[k - 1] - measured[k],
                           "delta_ms": args.delta_ratio * L0,
                           "wall_s": float(it["wall_s"].sum()), "proposals": len(it)})
-        m, m_arch, m_ms = widest_multiplier(arch, latency, res.latency_ms)
+        m, m_arch = widest_multiplier(arch, latency, res.latency_ms)
+        m_ms = latency(m_arch)
         m_start = folder / "multiplier" / "start.pt"
         write_weights(inherit(arch, read_weights(start_w, arch), m_arch), m_start)
         m_w = folder / "multiplier" / "weights.pt"

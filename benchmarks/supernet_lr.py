@@ -11,16 +11,14 @@ steps, or where the loss became NaN.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from nas.config import build_space, load_config  # noqa: E402
-from nas.data import load_data  # noqa: E402
-from nas.train import TrainConfig, TrialError, train  # noqa: E402
-from search_spaces.supernet import SuperNet  # noqa: E402
+from nas.config import build_space, load_config
+from nas.data import load_data
+from nas.train import TrainConfig, TrialError, train
+from search_spaces.supernet import SuperNet
 
 
 def main() -> None:

@@ -28,30 +28,19 @@ It prints the table that goes into BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import random
-import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from torch import nn  # noqa: E402
-
-from nas.config import build_latency_model, build_space, load_config  # noqa: E402
-from nas.data import load_data  # noqa: E402
-from nas.pipeline import resume, start  # noqa: E402
-from nas.rundir import RunDir  # noqa: E402
-from nas.stages.final import train_and_score  # noqa: E402
-from search_spaces.arch import Arch, load_arch  # noqa: E402
-from search_spaces.counting import count  # noqa: E402
-from search_spaces.reference import load_reference  # noqa: E402
-from search_spaces.transforms import with_input, with_width_multiplier  # noqa: E402
+from common import (RESULTS, ROOT, Results, final_training, hand_designed, random_near, say,
+                    widest_multiplier)
+from nas.experiment import open_experiment
+from nas.pipeline import resume, start
+from nas.rundir import RunDir
+from search_spaces.arch import Arch, load_arch
+from search_spaces.counting import count
 
 EXPERIMENT = ROOT / "benchmarks" / "supernet_search.yaml"
 COLUMNS = ["seed", "config", "draw", "arch_hash", "latency_ms", "params", "macs",
@@ -62,27 +51,6 @@ SEARCHES = {  # config -> overrides of the experiment YAML
     # as many proxy trainings (about 20 s each) as fit the supernet searches' time
     "c_train_rl": ["search.evaluator=train", "search.strategy=rl", "search.num_trials=54"],
 }
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def done_rows(out: Path) -> list[dict[str, str]]:
-    if not out.is_file():
-        return []
-    with open(out, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def append(out: Path, row: dict) -> None:
-    new = not out.is_file()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in COLUMNS})
 
 
 def run_search(name: str, seed: int, overrides: list[str], work: Path) -> tuple[RunDir, float]:
@@ -96,47 +64,12 @@ def run_search(name: str, seed: int, overrides: list[str], work: Path) -> tuple[
         say(f"{name} seed {seed}: resuming {existing[-1]}")
         run = resume(existing[-1], log=say)
     else:
-        cfg = load_config(EXPERIMENT, overrides + [f"seed={seed}", f"output_dir={folder}",
-                                                   "stages=[search]"])
-        run = start(cfg, log=say)
+        run = start(open_experiment(EXPERIMENT, overrides + [
+            f"seed={seed}", f"output_dir={folder}", "stages=[search]"], log=say), log=say)
     spent += time.perf_counter() - t0
     folder.mkdir(parents=True, exist_ok=True)
     timing.write_text(json.dumps({"s": spent}))
     return run, spent
-
-
-def final_training(arch: Arch, seed: int, epochs: float, exp_cfg, splits
-                   ) -> tuple[nn.Module, float, float, float]:
-    """The trained model, its val and test top-1 after the benchmark's one final
-    training (the pipeline's, `nas.stages.final.train_and_score`), and the minutes it
-    took."""
-    cfg = replace(exp_cfg.train, epochs=epochs, steps=None)
-    t0 = time.perf_counter()
-    model, _, val, test = train_and_score(arch, cfg, splits, seed)
-    return model, val, test, (time.perf_counter() - t0) / 60
-
-
-def widest_multiplier(arch: Arch, predict, limit_ms: float) -> Arch:
-    """The widest width multiplier of `arch` (steps of 0.01) at most `limit_ms`."""
-    for m in np.arange(1.5, 0.05, -0.01):
-        cand = with_width_multiplier(arch, float(m))
-        if predict(cand) <= limit_ms:
-            return cand.replace(name=f"{arch.name} x{m:.2f}")
-    raise RuntimeError(f"no width multiplier reaches {limit_ms:.3f} ms")
-
-
-def random_near(space, predict, target_ms: float, tolerance: float, n: int, seed: int
-                ) -> list[Arch]:
-    """`n` distinct uniform children of `space` within `tolerance` of `target_ms`."""
-    rng = random.Random(seed)
-    found: dict[str, Arch] = {}
-    for _ in range(200_000):
-        arch = space.decode(space.sample(rng))
-        if abs(predict(arch) / target_ms - 1) <= tolerance:
-            found.setdefault(arch.hash(), arch)
-            if len(found) == n:
-                return list(found.values())
-    raise RuntimeError(f"fewer than {n} children within {tolerance:.0%} of {target_ms} ms")
 
 
 def summary(rows: list[dict[str, str]]) -> pd.DataFrame:
@@ -162,20 +95,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: tiny budgets (not a result)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "supernet_search")
-    ap.add_argument("--out", type=Path,
-                    default=ROOT / "benchmarks" / "results" / "supernet_search.csv")
+    ap.add_argument("--out", type=Path, default=RESULTS / "supernet_search.csv")
     args = ap.parse_args()
-    out = args.out
+    out = Results(args.out, COLUMNS)
     quick = ["search.num_trials=6", "supernet.epochs=0.1", "supernet.rerank_top_k=2",
              "train.epochs=0.02"] if args.quick else []
     for seed in args.seeds:
-        have = {(r["config"], r["draw"]) for r in done_rows(out) if int(r["seed"]) == seed}
-        cfg = load_config(EXPERIMENT, [f"seed={seed}"])
-        splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
-                           cfg.limits.max_data_gib)
-        space = build_space(cfg, splits.num_classes)
-        latency = build_latency_model(cfg)
-        predict = lambda a: latency.predict(a).ms  # noqa: E731
+        have = {(r["config"], r["draw"]) for r in out.rows() if int(r["seed"]) == seed}
+        exp = open_experiment(EXPERIMENT, [f"seed={seed}"], log=say)
+        cfg, splits, latency = exp.config, exp.data, exp.latency
+        assert latency is not None
+
+        def predict(arch: Arch) -> float:
+            return latency.predict(arch).ms
 
         def record(config: str, arch: Arch, draw: int = 0, search_min: float | None = None,
                    children: int | None = None) -> None:
@@ -183,9 +115,10 @@ def main() -> None:
                 return
             say(f"seed {seed} {config} draw {draw}: final training ({args.final_epochs:g} "
                 f"epochs), {predict(arch):.3f} ms")
-            _, val, test, minutes = final_training(arch, seed, args.final_epochs, cfg, splits)
+            _, val, test, minutes = final_training(arch, seed, args.final_epochs, cfg.train,
+                                                   splits)
             params, macs = count(arch)
-            append(out, {"seed": seed, "config": config, "draw": draw,
+            out.add({"seed": seed, "config": config, "draw": draw,
                          "arch_hash": arch.hash(), "latency_ms": round(predict(arch), 4),
                          "params": params, "macs": macs,
                          "search_min": "" if search_min is None else round(search_min, 2),
@@ -199,15 +132,14 @@ def main() -> None:
             found[name] = load_arch(run.best_json)
             children = len(pd.read_csv(run.trials_csv))
             record(name, found[name], search_min=spent / 60, children=children)
-        small = with_input(load_reference("mobilenet_v3_small"), cfg.search.resolution,
-                           splits.num_classes, cfg.search.stem_stride)
+        small = hand_designed(exp)
         record("d_mobilenet_v3_small", small)
         target = predict(found["a_supernet_rl"])
-        record("e_width_multiplier", widest_multiplier(small, predict, target))
-        for k, arch in enumerate(random_near(space, predict, target, 0.05, args.draws,
+        record("e_width_multiplier", widest_multiplier(small, predict, target)[1])
+        for k, arch in enumerate(random_near(exp.space, predict, target, 0.05, args.draws,
                                              seed)):
             record("f_random_same_latency", arch, draw=k)
-    table = summary(done_rows(out))
+    table = summary(out.rows())
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 

@@ -13,7 +13,7 @@ from nas.search.controller import ControllerConfig
 from nas.search.evaluators import EVALUATORS, WITH_WEIGHTS, make_evaluator
 from nas.search.evaluators.supernet import SupernetConfig
 from nas.search.rewards import RewardConfig
-from nas.search.strategies import EvolutionConfig
+from nas.search.strategies import STRATEGIES, EvolutionConfig
 from nas.train import TrainConfig
 from netadapt.config import NetAdaptConfig
 from search_spaces.arch import Arch
@@ -40,7 +40,7 @@ class SearchConfig:
     resolution: int = field(default=224, metadata={"check": limits.resolution})
     # 2 as in the papers at 224x224; 1 suits CIFAR-size inputs.
     stem_stride: Literal[1, 2] = 2
-    strategy: Literal["rl", "random", "evolution"] = "rl"
+    strategy: str = field(default="rl", metadata={"check": named(STRATEGIES)})
     # Children evaluated, failed and cached ones included (a budget of attempts).
     num_trials: int = field(default=20, metadata={"check": positive})
     executor: Literal["ray", "inline"] = "ray"
@@ -143,8 +143,8 @@ class ProxyCheckConfig:
 
     archs: int = field(default=20, metadata={"check": positive})
     epochs: float = field(default=10.0, metadata={"check": positive})  # the long training
-    # keys of `nas.search.evaluators.EVALUATORS`, scored in this order
-    evaluators: list[str] = field(default_factory=lambda: ["train", "supernet"],
+    # keys of `nas.search.evaluators.EVALUATORS`, scored in this order (default: all)
+    evaluators: list[str] = field(default_factory=lambda: list(EVALUATORS),
                                   metadata={"check": each(named(EVALUATORS))})
     pool: int = field(default=10, metadata={"check": positive})  # random children per arch
 

@@ -16,6 +16,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from nas.search.controller import ControllerConfig, ControllerTrainer
 from search_spaces.infra.checks import positive
@@ -111,15 +112,18 @@ class RLStrategy(Strategy):
             self.trainer.observe(list(choices), log_prob, reward)
 
 
+# `search.strategy` -> how it is built from the space, the seed and the settings
+# sections (`controller:`, `evolution:`). A new strategy: its class above, one line here.
+STRATEGIES: dict[str, Callable[[FactorizedSpace, int, ControllerConfig, EvolutionConfig],
+                               Strategy]] = {
+    "rl": lambda space, seed, controller, evolution: RLStrategy(space, seed, controller),
+    "random": lambda space, seed, controller, evolution: RandomStrategy(space, seed),
+    "evolution": lambda space, seed, controller, evolution:
+        EvolutionStrategy(space, seed, evolution),
+}
+
+
 def make_strategy(name: str, space: FactorizedSpace, seed: int,
                   controller: ControllerConfig, evolution: EvolutionConfig) -> Strategy:
-    if name == "rl":
-        return RLStrategy(space, seed, controller)
-    if name == "evolution":
-        return EvolutionStrategy(space, seed, evolution)
-    if name == "random":
-        return RandomStrategy(space, seed)
-    raise ValueError(f"unknown strategy {name!r}")
-
-
-STRATEGIES = ("rl", "random", "evolution")
+    """The strategy `search.strategy` names (the config has checked the name)."""
+    return STRATEGIES[name](space, seed, controller, evolution)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nas.cli import main
-from test_netadapt_cli import write_exp
+from experiments import write_exp
 
 Damage = Callable[[Path], None]
 

@@ -18,7 +18,7 @@ from nas.cli import main
 from nas.stages.export import export
 from search_spaces.arch import load_arch
 from search_spaces.builder import build_model
-from test_netadapt_cli import write_exp
+from experiments import write_exp
 
 NAS = str(Path(sys.executable).parent / "nas")
 

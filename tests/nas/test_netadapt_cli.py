@@ -13,59 +13,13 @@ import pytest
 import torch
 
 from arch_fixtures import small_arch
+from experiments import write_exp
 from helpers import kill_once_logged
 from nas.cli import main
 from search_spaces.builder import build_model
 from search_spaces.transforms import with_width_multiplier
 
 NAS = str(Path(sys.executable).parent / "nas")
-
-TINY = """
-name: shrink
-seed: 5
-search:
-  space: mobilenetv3
-  skeleton: mobilenetv3_small
-  resolution: 16
-  stem_stride: 1
-  num_trials: 2
-  strategy: random
-  executor: {executor}
-data:
-  kind: synthetic
-  synthetic: {{num_classes: 4, train_size: 300, test_size: 50, image_size: 16}}
-  val_subset: 60
-train:
-  steps: 3
-  batch_size: 16
-  threads: 1
-  bn_recalibration: 1
-latency:
-  kind: flops
-reward:
-  target_ms: 2.0
-netadapt:
-  start: {start}
-  target_ratio: 0.8
-  delta_ratio: 0.08
-  short_term_steps: 2
-  pretrain_epochs: 0.2
-  long_term_epochs: 0.1
-ray:
-  cpus_per_trial: 1
-  num_cpus: 2
-"""
-
-
-def write_exp(folder: Path, start: str = "net", executor: str = "inline", extra: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    net = folder / "net"
-    net.mkdir(exist_ok=True)
-    (net / "arch.json").write_text(small_arch().to_json())
-    path = folder / "shrink.yaml"
-    path.write_text(TINY.format(start=start, executor=executor) + extra)
-    return path
-
 
 def the_run(folder: Path) -> Path:
     runs = sorted((folder / "shrink").iterdir())

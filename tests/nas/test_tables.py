@@ -12,8 +12,10 @@ import pytest
 from latency.profiler import Coverage
 from latency.table import LatencyTable
 from nas.cli import main
-from nas.config import load_config
+from nas.config import build_space, load_config
+from nas.coverage import experiment_signatures
 from nas.experiment import open_experiment
+from nas.tables import experiment_plans
 
 NAS = str(Path(sys.executable).parent / "nas")
 
@@ -121,3 +123,24 @@ def test_a_netadapt_only_experiment_builds_for_its_start_not_the_space(
     assert plan.action == "build" and len(timed) == plan.total  # what it says it times
     space = Coverage("space", space=prep.space).signatures(plan.channel_step)
     assert len(timed) < len(space) / 2
+
+
+def test_planning_enumerates_only_when_a_table_is_to_build(tmp_path: Path) -> None:
+    """`nas.tables.experiment_plans` directly: one plan per table file, what it will time
+    is what the experiment prices, and the enumeration runs only if a plan needs it."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXP.format(table=tmp_path / "t.csv"))
+    cfg = load_config(exp)
+    space = build_space(cfg, 10)
+    calls: list[int] = []
+
+    def needed():
+        calls.append(1)
+        return experiment_signatures(cfg, space, None)
+
+    (plan,) = experiment_plans(cfg, space, needed)
+    assert plan.action == "build" and plan.key == "latency" and calls == [1]
+    assert plan.to_time == plan.total == len(set(plan.coverage.signatures(plan.channel_step)))
+    assert "build" in plan.describe() and f"{plan.total:,}" in plan.describe()
+    flops = load_config(exp, ["latency={kind: flops}"])
+    assert experiment_plans(flops, space, needed) == [] and calls == [1]

@@ -1,4 +1,6 @@
-"""A known-optimum objective for checking search strategies without training.
+"""A known-optimum objective for checking search strategies without training (the
+controller's tests and `benchmarks/controller_correctness.py`; a new strategy can be
+checked the same way).
 
 f(x) = sum_i u_i(x_i) + sum_i v_i(x_i, x_{i+1}): per-decision values plus interactions
 between neighbouring decisions, so it is not separable, yet its exact best and worst
