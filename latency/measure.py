@@ -256,7 +256,7 @@ def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
 def _ort_session(model: bytes | str, threads: int) -> Any:
     """An ONNX Runtime CPU session on `threads` intra-op threads, run sequentially. With
     one thread it runs on the calling thread (no pool), so the thread clock sees it."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional (the onnx extra); checked in Protocol first
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

@@ -16,6 +16,7 @@ from itertools import product
 from pathlib import Path
 from typing import Sequence, TextIO
 
+import numpy as np
 import torch
 
 from latency.measure import (Protocol, Runner, measure_archs, prepare, steady_allocator,
@@ -191,7 +192,7 @@ def build_meta(coverage: Coverage, protocol: Protocol, channel_step: int) -> dic
             "clock": protocol.effective_clock, "allocator": steady_allocator(),
             "torch": torch.__version__}
     if protocol.backend == "onnxruntime":
-        import onnxruntime
+        import onnxruntime  # optional (the onnx extra): only a table timed under it
         meta["onnxruntime"] = onnxruntime.__version__
     meta["python"] = sys.version.split()[0]
     meta["date"] = dt.date.today().isoformat()
@@ -271,8 +272,6 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protoc
     median ratio shrugs off a few disturbed measurements. The round-robin row timings
     leave a whole-network bias that is close to a pure scale (BENCHMARKS.md).
     """
-    import numpy as np
-
     model = TableModel(table, policy="interpolate", calibrated=False)
     raw = np.array([model.predict(a).raw_ms for a in archs])
     # Two passes, as the check measures: one pass caught in a noisy spell would tilt

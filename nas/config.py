@@ -19,7 +19,8 @@ from netadapt.config import NetAdaptConfig
 from search_spaces.arch import Arch
 from search_spaces.factorized import FAMILIES, FactorizedSpace
 from search_spaces.infra import limits
-from search_spaces.infra.checks import each, named, non_negative, plain_name, positive
+from search_spaces.infra.checks import (each, named, non_negative, percentage, plain_name,
+                                        positive)
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.strict import apply_overrides, load_dataclass, read_yaml
 from search_spaces.skeletons import Skeleton
@@ -52,10 +53,6 @@ class SearchConfig:
     evaluator: str = field(default="train", metadata={"check": named(EVALUATORS)})
 
 
-def _percentile(value: float) -> str | None:
-    return None if 0 <= value <= 100 else f"must be in [0, 100], got {value}"
-
-
 @dataclass
 class LatencyConfig:
     """`latency:` how a network's latency is obtained (docs/latency.md).
@@ -77,7 +74,7 @@ class LatencyConfig:
     threads: int = field(default=1, metadata={"check": positive})
     warmup: int = field(default=5, metadata={"check": non_negative})
     repeats: int = field(default=30, metadata={"check": positive})
-    percentile: float = field(default=10.0, metadata={"check": _percentile})
+    percentile: float = field(default=10.0, metadata={"check": percentage})
     # thread: the timing thread's CPU time (cpu, 1 thread); auto picks it where valid.
     clock: Literal["auto", "wall", "thread"] = "auto"
     ms_per_mmac: float = field(default=1.0, metadata={"check": positive})

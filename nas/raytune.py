@@ -8,6 +8,10 @@ experiment runs on a laptop (a local Ray) or a cluster (`ray.address`).
 
 Ray Tune checkpoints its own state only periodically, so resume does not use
 `Tuner.restore`: the run's logs (trials.csv, proposals.csv) are replayed instead.
+
+`ray` is imported inside the functions that use it: it takes seconds, its settings
+(environment variables) must be in place first, and commands that run no trial
+(`nas info`, `validate`, `report`, the inline executor) never pay for it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -162,7 +167,6 @@ DRIVER_FILE = "driver.json"  # in the run's ray/: the local Ray this run started
 def check_address(cfg: RayConfig, source: str) -> None:
     """`ray.address: host:port` answers (a TCP connect, 5 s): Ray itself waits minutes
     before it gives up on an address where nothing listens, so this runs first."""
-    import socket
 
     if not cfg.address or cfg.address == "auto":
         return

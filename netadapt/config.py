@@ -5,25 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from search_spaces.infra.checks import at_least_one, non_negative, open_unit, positive
 from search_spaces.infra.errors import UserError
 
 PROPOSAL_KINDS = ("expansion", "bottleneck")
-
-
-def _open_unit(value: float) -> str | None:
-    return None if 0 < value < 1 else f"must be in (0, 1), got {value}"
-
-
-def _at_least_one(value: float) -> str | None:
-    return None if value >= 1 else f"must be >= 1, got {value}"
-
-
-def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else f"must be >= 0, got {value}"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be > 0, got {value}"
 
 
 @dataclass
@@ -35,21 +20,21 @@ class NetAdaptConfig:
     Each iteration cuts at least `delta_ratio * L0`.
     """
 
-    target_ms: float | None = field(default=None, metadata={"check": _positive})
-    target_ratio: float | None = field(default=None, metadata={"check": _open_unit})
+    target_ms: float | None = field(default=None, metadata={"check": positive})
+    target_ratio: float | None = field(default=None, metadata={"check": open_unit})
     # MobileNetV3 sec. 4.2.2: delta = 0.01 |L|.
-    delta_ratio: float = field(default=0.01, metadata={"check": _open_unit})
+    delta_ratio: float = field(default=0.01, metadata={"check": open_unit})
     # T: the paper fine-tunes each proposal 10000 steps; CPUs want far fewer.
-    short_term_steps: int = field(default=100, metadata={"check": _at_least_one})
+    short_term_steps: int = field(default=100, metadata={"check": at_least_one})
     proposals: list[Literal["expansion", "bottleneck"]] = field(
         default_factory=lambda: list(PROPOSAL_KINDS))
     # acc_per_latency: MobileNetV3's dAcc / |dLatency|; max_acc: NetAdapt's original.
     metric: Literal["acc_per_latency", "max_acc"] = "acc_per_latency"
-    channel_step: int = field(default=8, metadata={"check": _at_least_one})
-    min_channels: int = field(default=8, metadata={"check": _at_least_one})
+    channel_step: int = field(default=8, metadata={"check": at_least_one})
+    min_channels: int = field(default=8, metadata={"check": at_least_one})
     # The long-term fine-tune of the final network (0: none).
-    long_term_epochs: float = field(default=1.0, metadata={"check": _not_negative})
-    max_iterations: int = field(default=100, metadata={"check": _at_least_one})
+    long_term_epochs: float = field(default=1.0, metadata={"check": non_negative})
+    max_iterations: int = field(default=100, metadata={"check": at_least_one})
 
     def __post_init__(self) -> None:
         if self.target_ms is not None and self.target_ratio is not None:

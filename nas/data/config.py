@@ -12,15 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 from search_spaces.infra import limits
-from search_spaces.infra.checks import fraction, non_negative, positive
+from search_spaces.infra.checks import fraction, non_negative, open_unit, positive
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_CHECKSUM = "md5:c58f30108f718f92721af3b95e74349a"  # the official archive's MD5
 MAX_SYNTHETIC_CLASSES = 40  # the teacher's 32 features still separate 40 balanced classes
-
-
-def _open_fraction(value: float) -> str | None:
-    return None if 0 < value < 1 else f"must be in (0, 1), got {value}"
 
 
 def _checksum_spec(value: str) -> str | None:
@@ -72,7 +68,7 @@ class DataConfig:
     # Carved first from the training data when there is no separate test set;
     # None: 0.1 there, and nothing where the data brings its own test split.
     test_fraction: float | None = field(default=None, metadata={"check": fraction})
-    val_fraction: float = field(default=0.1, metadata={"check": _open_fraction})  # of the rest
+    val_fraction: float = field(default=0.1, metadata={"check": open_unit})  # of the rest
     train_subset: int | None = field(default=None, metadata={"check": positive})
     val_subset: int | None = field(default=None, metadata={"check": positive})
     test_subset: int | None = field(default=None, metadata={"check": positive})

@@ -62,6 +62,19 @@ def non_negative(value: float) -> str | None:
     return finite(value) or (None if value >= 0 else f"must be >= 0, got {value}")
 
 
+def open_unit(value: float) -> str | None:
+    """In (0, 1): ratios of a latency, of a data set."""
+    return None if 0 < value < 1 else f"must be in (0, 1), got {value}"
+
+
+def at_least_one(value: float) -> str | None:
+    return finite(value) or (None if value >= 1 else f"must be >= 1, got {value}")
+
+
+def percentage(value: float) -> str | None:
+    return None if 0 <= value <= 100 else f"must be in [0, 100], got {value}"
+
+
 def fraction(value: float) -> str | None:
     """In [0, 1): dropout rates, BN momentum."""
     return None if 0 <= value < 1 else f"must be in [0, 1), got {value}"

@@ -43,7 +43,7 @@ def writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
 
 def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
     """A matplotlib figure as `path` (PNG), atomically, and closed."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional (the plot extra): callers check first
 
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # savefig wants the suffix
     try:
@@ -209,7 +209,7 @@ def read_frame(path: Path, columns: Sequence[str] = (),
                numeric: Sequence[str] = ()) -> "pd.DataFrame":
     """A CSV a stage wrote, as a frame with `columns`, `numeric` ones numbers; a
     damaged one is a `UserError` naming the file (and the line and column)."""
-    import pandas as pd
+    import pandas as pd  # late: the Arch-reading modules that use this file never need it
 
     text = read_user_text(path)
     try:

@@ -171,3 +171,11 @@ def test_netadapt_targets_the_reward_target_unless_told_otherwise(tmp_path):
     same = "latency: {kind: measure}"  # the default `latency:` spelled out: the same model
     assert opened(write(tmp_path, PIPELINE.format(target=1.5, netadapt=same))
                   ).netadapt.target_ms == 1.5
+
+
+def test_netadapt_values_are_checked_as_every_other_section(tmp_path):
+    """`netadapt:` goes through the shared value checks: a non-finite number is refused."""
+    path = write(tmp_path, PIPELINE.format(target=1.5, netadapt="long_term_epochs: .inf"))
+    assert "netadapt.long_term_epochs: must be a finite number, got inf" in error_of(path)
+    path = write(tmp_path, PIPELINE.format(target=1.5, netadapt="delta_ratio: .nan"))
+    assert "netadapt.delta_ratio: must be a finite number, got nan" in error_of(path)

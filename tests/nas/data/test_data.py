@@ -21,7 +21,7 @@ from nas.data import (CIFAR10_FOLDER, DataConfig, SyntheticConfig, augment_batch
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.strict import load_dataclass
 
-REAL_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "train.npz"
+REAL_CIFAR = Path(__file__).resolve().parents[4] / "shared" / "data" / "cifar10" / "train.npz"
 
 
 def indexed_images(n: int, size: int = 8) -> np.ndarray:
