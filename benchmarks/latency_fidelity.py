@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from latency.check import run_check
+from latency.check import draw, run_check
 from latency.measure import Protocol
 from latency.missing import cpu_model
 from latency.model import TableModel
@@ -44,7 +44,6 @@ def one(space: str, resolution: int, args: argparse.Namespace) -> dict:
           f"checking {args.samples} networks", file=sys.stderr, flush=True)
     result = run_check(table, coverage, args.samples, "interpolate", seed=args.seed)
     # predict time: a loaded table, networks already seen once (interpolations cached).
-    from latency.check import draw
     archs = [a for a, _ in draw(coverage, args.samples, args.seed, 8, set())]
     model = TableModel(table, "interpolate")
     for a in archs:

@@ -21,8 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-EXP = HERE / "proxy_search.yaml"
+from common import ROOT
+from nas.config import load_config
+from nas.experiment import open_experiment
+from nas.pipeline import start
+
+EXP = ROOT / "benchmarks" / "proxy_search.yaml"
 
 
 def ensure_table(path: Path) -> None:
@@ -40,20 +44,18 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
 
-    from nas.config import load_config
-    from nas.pipeline import start
-
     results = []
     for strategy in args.strategies:
         for seed in args.seeds:
             cfg = load_config(EXP, [f"search.strategy={strategy}", f"seed={seed}", *args.set])
             ensure_table(cfg.latency.path)
             t0 = time.perf_counter()
-            run = start(cfg)
+            exp = open_experiment(cfg)
+            run = start(exp)
             wall = time.perf_counter() - t0
             frame = pd.read_csv(run.trials_csv)
             ok = frame[frame["status"].isin(["ok", "cached"])]
-            within = ok[ok["latency_ms"] <= cfg.reward.target_ms]
+            within = ok[ok["latency_ms"] <= exp.reward_target_ms]
             results.append({
                 "strategy": strategy, "seed": seed, "run": str(run.root),
                 "best_reward": float(ok["reward"].max()),

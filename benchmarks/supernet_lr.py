@@ -11,12 +11,9 @@ steps, or where the loss became NaN.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from nas.config import build_space, load_config
-from nas.data import load_data
+from common import ROOT
+from nas.experiment import open_experiment
 from nas.train import TrainConfig, TrialError, train
 from search_spaces.supernet import SuperNet
 
@@ -27,10 +24,8 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=["0.1:0", "0.2:1", "0.4:1", "0.05:0"],
                     help="LR:CLIP pairs (clip 0: none)")
     args = ap.parse_args()
-    cfg = load_config(ROOT / "benchmarks" / "supernet_fidelity.yaml")
-    splits = load_data(cfg.data, cfg.search.resolution, cfg.source,
-                       cfg.limits.max_data_gib)
-    space = build_space(cfg, splits.num_classes)
+    exp = open_experiment(ROOT / "benchmarks" / "supernet_fidelity.yaml", latency="none")
+    cfg, splits, space = exp.config, exp.data, exp.space
     print(f"{'lr':>6} {'clip':>5} {'loss':>8}  (mean of the last 100 of {args.steps} steps)")
     for pair in args.runs:
         lr, clip = (float(v) for v in pair.split(":"))

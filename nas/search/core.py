@@ -62,7 +62,7 @@ class SearchCore:
         self.run = run
         self.num_trials = num_trials
         self.max_failed = max_failed
-        self.accuracy_source = accuracy_source  # the evaluator: `train` or `supernet`
+        self.accuracy_source = accuracy_source  # the evaluator's name (trials.csv records it)
         self.print = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.trials = TrialLog(run.trials_csv, COLUMNS)
         self.rows: list[dict[str, str]] = []
