@@ -19,8 +19,8 @@ import time
 import torch
 
 from nas.search.controller import ControllerConfig
-from nas.search.strategies import EvolutionConfig, make_strategy
 from nas.search.objectives import ChainObjective
+from nas.search.strategies import EvolutionConfig, make_strategy
 from search_spaces.factorized import make_space
 
 

@@ -43,8 +43,9 @@ with fresh weights, priced by this machine's table, built first if missing).
     python benchmarks/latency_aware.py --measure --from-kept \
         --measured benchmarks/results/latency_aware_here.csv   # another machine
     python benchmarks/latency_aware.py --seeds 0 --work /tmp/la --measured /tmp/la.csv \
+        --kept /tmp/la_kept \
         --set search.num_trials=6 supernet.epochs=0.05 train.epochs=0.02 final.epochs=0.05
-                                                        # a smoke run, not a result
+                                  # a smoke run, not a result (--kept: not over the tracked ones)
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ from nas.pipeline import resume, run_stages
 from nas.rundir import RunDir, write_json
 from nas.stages.export import export, load_model
 from search_spaces.arch import Arch, load_arch
-from search_spaces.infra.files import atomic_write
 from search_spaces.counting import count
-from search_spaces.transforms import with_width_multiplier
+from search_spaces.infra.files import atomic_write
 from search_spaces.infra.weights import write_weights
+from search_spaces.transforms import with_width_multiplier
 
 EXPERIMENT = ROOT / "runs" / "cifar10_supernet.yaml"
 CONFIGS = ("table", "flops", "random")

@@ -36,13 +36,13 @@ from nas.data import DataConfig, load_data
 from nas.step import make_step
 from nas.train import TrainConfig, build_seeded, evaluate
 from netadapt.inherit import inherit
-from search_spaces.infra.jobs import Job, inline_executor
 from netadapt.loop import NetAdapt, job_seed
 from search_spaces.arch import Arch, load_arch
 from search_spaces.counting import count
+from search_spaces.infra.jobs import Job, inline_executor
+from search_spaces.infra.weights import read_weights, write_weights
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
-from search_spaces.infra.weights import read_weights, write_weights
 
 
 def start_arch() -> Arch:

@@ -28,9 +28,9 @@ from nas.search.core import SearchCore, run_inline
 from nas.search.rewards import Reward
 from nas.search.strategies import EvolutionConfig, make_strategy
 from nas.train import TrainConfig, train_and_evaluate
-from search_spaces.infra.jobs import Job, JobResult
 from search_spaces.counting import count
 from search_spaces.factorized import make_space
+from search_spaces.infra.jobs import Job, JobResult
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input
 

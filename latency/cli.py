@@ -17,9 +17,9 @@ from latency.missing import POLICIES, cpu_model
 from latency.model import TableModel
 from latency.profiler import Coverage, build, recalibrate, resolve_coverage
 from latency.table import LatencyTable
+from search_spaces.factorized import SPACE_NAMES
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import to_json
-from search_spaces.factorized import SPACE_NAMES
 from search_spaces.reference import resolve_arch
 from search_spaces.transforms import with_input
 

@@ -27,11 +27,11 @@ from latency.shrink import random_shrink, shrink_variants
 from latency.signature import Signature, build_op, signatures
 from latency.table import Calibration, LatencyTable, Row, format_header
 from search_spaces.arch import Arch
-from search_spaces.infra.errors import UserError
-from search_spaces.skeletons import PRESETS
-from search_spaces.infra.files import cut_torn_line
 from search_spaces.factorized import CONV_OPS, SPACE_NAMES, FactorizedSpace, make_space
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.files import cut_torn_line
 from search_spaces.reference import resolve_arch
+from search_spaces.skeletons import PRESETS
 from search_spaces.transforms import with_input
 
 # Keys that must agree for a table file to be resumed (or reused) for a build.

@@ -22,8 +22,8 @@ from nas.rundir import RunDir
 from search_spaces.arch import Arch, load_arch
 from search_spaces.infra.checks import closest
 from search_spaces.infra.errors import UserError
-from search_spaces.reference import load_reference, reference_names, resolve_arch
 from search_spaces.infra.weights import ARCH_FILE, NetFolder
+from search_spaces.reference import load_reference, reference_names, resolve_arch
 
 # Which of a run's networks, in order of preference.
 RunPick = Literal["search", "netadapt", "final", "latest"]

@@ -22,8 +22,8 @@ from latency.signature import Signature
 from latency.table import LatencyTable
 from nas.coverage import coverage_of
 from search_spaces.arch import Arch
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.infra.errors import UserError
 
 if TYPE_CHECKING:
     from nas.config import ExperimentConfig, LatencyConfig

@@ -15,10 +15,10 @@ from typing import Callable
 
 from netadapt.config import NetAdaptConfig
 from netadapt.inherit import inherit
-from search_spaces.infra.jobs import Executor, Job, JobResult
 from netadapt.layout import IterationFolder, NetAdaptDir
 from netadapt.proposals import Proposal, choose, make_proposals, score
 from search_spaces.arch import Arch, load_arch
+from search_spaces.infra.jobs import Executor, Job, JobResult
 from search_spaces.infra.files import (TrialLog, atomic_write, cell, read_record, write_csv,
                                  write_json)
 from search_spaces.infra.seeds import seed_for

@@ -3,8 +3,8 @@
 from search_spaces.arch import Arch, BatchNorm, Head, Layer, SERule, Stem, load_arch, make_divisible
 from search_spaces.builder import build_model, load_by_order
 from search_spaces.counting import count, count_rows
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import Decision, FactorizedSpace, make_space
+from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference, reference_names, resolve_arch
 from search_spaces.transforms import with_input, with_width_multiplier
 

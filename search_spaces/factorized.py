@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any, Mapping, Sequence
 
-from search_spaces.infra import limits
 from search_spaces.arch import Arch, BatchNorm, Head, Layer, SERule, Stem, make_divisible
+from search_spaces.counting import count_rows, layer_cost
+from search_spaces.infra import limits
 from search_spaces.infra.checks import did_you_mean
 from search_spaces.infra.errors import UserError
-from search_spaces.counting import count_rows, layer_cost
 from search_spaces.kinds import SPACE_OPS, mid_width
 from search_spaces.skeletons import PRESETS, BlockSpec, Skeleton
 

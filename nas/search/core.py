@@ -18,11 +18,11 @@ from typing import Any, Callable
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
 from nas.search.rewards import Reward
 from nas.search.strategies import Strategy
-from search_spaces.infra.jobs import Job, JobResult, Step, run_feed
 from search_spaces.arch import Arch
 from search_spaces.counting import count
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.jobs import Job, JobResult, Step, run_feed
 from search_spaces.infra.seeds import seed_for
 
 COLUMNS = ["trial_id", "asked", "decisions", "arch_hash", "params", "macs", "latency_ms",

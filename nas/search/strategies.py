@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nas.search.controller import ControllerConfig, ControllerTrainer
-from search_spaces.infra.checks import positive
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.infra.checks import positive
 
 
 @dataclass

@@ -31,10 +31,10 @@ from search_spaces.arch import Arch
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import atomic_write, read_record
-from search_spaces.reference import BASELINES, load_reference
 from search_spaces.infra.threads import torch_threads
-from search_spaces.transforms import with_input
 from search_spaces.infra.weights import read_weights, write_weights
+from search_spaces.reference import BASELINES, load_reference
+from search_spaces.transforms import with_input
 
 
 def final_source(run: RunDir) -> tuple[Arch, Path | None, str]:

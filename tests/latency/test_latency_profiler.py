@@ -20,8 +20,8 @@ from latency.table import LatencyTable
 from latency_fixtures import REPO, tiny_arch
 from search_spaces.arch import arch_from_dict
 from search_spaces.channels import STEM, residual_groups
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import make_space
+from search_spaces.infra.errors import UserError
 
 FAST = Protocol(warmup=1, repeats=3)
 

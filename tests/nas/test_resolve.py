@@ -12,8 +12,8 @@ from nas.resolve import anchor, resolve_net, run_net
 from nas.rundir import RunDir
 from search_spaces.builder import build_model
 from search_spaces.infra.errors import UserError
-from search_spaces.reference import load_reference
 from search_spaces.infra.weights import NetFolder, write_weights
+from search_spaces.reference import load_reference
 
 
 def net_folder(root: Path, weights: bool = True, done: bool = False) -> NetFolder:

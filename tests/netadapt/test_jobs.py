@@ -13,8 +13,8 @@ from nas.data import DataConfig, SyntheticConfig, load_data
 from nas.raytune import make_searcher
 from nas.step import make_step
 from nas.train import TrainConfig, train_and_evaluate
-from search_spaces.infra.jobs import Job, JobList, JobResult, inline_executor, run_feed, run_guarded
 from search_spaces.builder import build_model
+from search_spaces.infra.jobs import Job, JobList, JobResult, inline_executor, run_feed, run_guarded
 from search_spaces.infra.weights import read_weights, write_weights
 
 CFG = TrainConfig(steps=3, batch_size=16, device="cpu", threads=1, bn_recalibration=1,

@@ -16,7 +16,6 @@ import torch
 from arch_fixtures import small_arch
 from latency.shrink import set_expansion
 from netadapt.config import NetAdaptConfig
-from search_spaces.infra.jobs import Job, JobResult, inline_executor
 from netadapt.loop import NetAdapt, NetAdaptFailed
 from netadapt.proposals import choose, make_proposals, narrower_widths, score
 from search_spaces.arch import Arch, load_arch
@@ -24,6 +23,7 @@ from search_spaces.builder import build_model
 from search_spaces.channels import STEM, residual_groups
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError
+from search_spaces.infra.jobs import Job, JobResult, inline_executor
 from search_spaces.infra.weights import read_weights, write_weights
 
 

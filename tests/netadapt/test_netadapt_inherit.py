@@ -15,8 +15,8 @@ from netadapt.inherit import inherit, keep_indices
 from search_spaces.arch import Arch, Head, Layer, SERule, Stem
 from search_spaces.builder import build_model
 from search_spaces.channels import STEM, expandable, group_width, residual_groups
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace
+from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input, with_width_multiplier
 

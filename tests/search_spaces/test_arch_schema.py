@@ -24,8 +24,8 @@ from helpers import fill_by_order
 from search_spaces.arch import arch_from_dict
 from search_spaces.builder import build_model
 from search_spaces.counting import count, count_rows
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import SPACE_NAMES, make_space
+from search_spaces.infra.errors import UserError
 from search_spaces.reference import load_reference, reference_names
 from search_spaces.skeletons import PRESETS
 

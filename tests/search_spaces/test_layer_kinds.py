@@ -20,8 +20,8 @@ from search_spaces.arch import Arch, Head, Layer, SERule, Stem, arch_from_dict
 from search_spaces.builder import build_model
 from search_spaces.channels import expandable
 from search_spaces.counting import count, layer_cost
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import CONV_OPS, FactorizedSpace
+from search_spaces.infra.errors import UserError
 from search_spaces.kinds import KINDS
 from search_spaces.transforms import with_width_multiplier
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from search_spaces.builder import build_model
-from search_spaces.kinds import mid_width
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace, canonical_skip, make_space
+from search_spaces.infra.errors import UserError
+from search_spaces.kinds import mid_width
 from search_spaces.reference import load_reference
 from search_spaces.skeletons import BlockSpec, Skeleton
 

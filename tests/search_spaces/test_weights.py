@@ -11,8 +11,8 @@ import torch
 from arch_fixtures import small_arch
 from search_spaces.builder import build_model
 from search_spaces.infra.errors import UserError
-from search_spaces.transforms import with_width_multiplier
 from search_spaces.infra.weights import NetFolder, read_weights, write_weights
+from search_spaces.transforms import with_width_multiplier
 
 
 def saved(obj: object) -> bytes:

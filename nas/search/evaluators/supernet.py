@@ -34,15 +34,15 @@ from nas.search.evaluators.base import ChildRecord, Evaluator
 from nas.search.rewards import Reward
 from nas.step import make_step
 from nas.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train, wanted_threads
-from search_spaces.infra.jobs import Executor, Job, JobResult, Step
+from search_spaces.factorized import FactorizedSpace
 from search_spaces.infra.checks import non_negative, positive
 from search_spaces.infra.errors import UserError
-from search_spaces.factorized import FactorizedSpace
 from search_spaces.infra.files import TrialLog, atomic_save, read_record, write_json
+from search_spaces.infra.jobs import Executor, Job, JobResult, Step
 from search_spaces.infra.seeds import seed_for
-from search_spaces.supernet import SuperNet
 from search_spaces.infra.threads import available_cpus, torch_threads
 from search_spaces.infra.weights import load_torch, why
+from search_spaces.supernet import SuperNet
 
 if TYPE_CHECKING:
     from nas.experiment import Experiment

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from nas.search.controller import Controller, ControllerConfig, ControllerTrainer
-from nas.search.strategies import EvolutionConfig, make_strategy
 from nas.search.objectives import ChainObjective
+from nas.search.strategies import EvolutionConfig, make_strategy
 from search_spaces.factorized import make_space
 
 OPTIONS = [4, 2, 2, 3, 3, 3]

@@ -9,11 +9,11 @@ from nas.search.controller import ControllerConfig
 from nas.search.core import COLUMNS, SearchCore, SearchFailed, run_inline
 from nas.search.rewards import Reward
 from nas.search.strategies import EvolutionConfig, make_strategy
-from search_spaces.infra.jobs import Job, JobResult
 from search_spaces.arch import load_arch
 from search_spaces.counting import count
-from search_spaces.infra.errors import UserError
 from search_spaces.factorized import FactorizedSpace, make_space
+from search_spaces.infra.errors import UserError
+from search_spaces.infra.jobs import Job, JobResult
 from search_spaces.skeletons import BlockSpec, Skeleton
 
 REWARD = Reward("mnas", target_ms=5.0, alpha=-0.07, beta=-0.07)
