@@ -1,6 +1,7 @@
 """What every benchmark compares a search with, in one place: the hand-designed net at
 the experiment's input, the one width-multiplier search, random children at a latency,
-the one final training, and a resumable results file.
+the one final training. A benchmark's rows go through `search_spaces.infra.files.TrialLog`
+(append-only, fsynced), so a killed benchmark continues where it stopped.
 
 The benchmarks import it as `common` (Python puts a script's own folder first on
 `sys.path`); everything else comes from the installed package (`make install`).
@@ -13,7 +14,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 from torch import nn
 
@@ -23,7 +24,6 @@ from nas.stages.final import train_and_score
 from nas.train import TrainConfig
 from search_spaces.arch import Arch
 from search_spaces.factorized import FactorizedSpace
-from search_spaces.infra.files import TrialLog
 from search_spaces.reference import load_reference
 from search_spaces.transforms import with_input, with_width_multiplier
 
@@ -86,21 +86,3 @@ def final_training(arch: Arch, seed: int, epochs: float, train: TrainConfig, spl
     t0 = time.perf_counter()
     model, _, val, test = train_and_score(arch, cfg, splits, seed)
     return model, val, test, (time.perf_counter() - t0) / 60
-
-
-class Results:
-    """A benchmark's rows in an append-only CSV (`search_spaces.infra.files.TrialLog`:
-    fsynced, a torn row cut), so a killed benchmark continues where it stopped."""
-
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
-        self.log = TrialLog(path, list(columns))
-
-    @property
-    def path(self) -> Path:
-        return self.log.path
-
-    def rows(self) -> list[dict[str, str]]:
-        return self.log.read()
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.log.append(row)

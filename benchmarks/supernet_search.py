@@ -34,13 +34,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import (RESULTS, ROOT, Results, final_training, hand_designed, random_near, say,
+from common import (RESULTS, ROOT, final_training, hand_designed, random_near, say,
                     widest_multiplier)
 from nas.experiment import open_experiment
 from nas.pipeline import resume, start
 from nas.rundir import RunDir
 from search_spaces.arch import Arch, load_arch
 from search_spaces.counting import count
+from search_spaces.infra.files import TrialLog
 
 EXPERIMENT = ROOT / "benchmarks" / "supernet_search.yaml"
 COLUMNS = ["seed", "config", "draw", "arch_hash", "latency_ms", "params", "macs",
@@ -97,11 +98,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "supernet_search")
     ap.add_argument("--out", type=Path, default=RESULTS / "supernet_search.csv")
     args = ap.parse_args()
-    out = Results(args.out, COLUMNS)
+    out = TrialLog(args.out, COLUMNS)
     quick = ["search.num_trials=6", "supernet.epochs=0.1", "supernet.rerank_top_k=2",
              "train.epochs=0.02"] if args.quick else []
     for seed in args.seeds:
-        have = {(r["config"], r["draw"]) for r in out.rows() if int(r["seed"]) == seed}
+        have = {(r["config"], r["draw"]) for r in out.read() if int(r["seed"]) == seed}
         exp = open_experiment(EXPERIMENT, [f"seed={seed}"], log=say)
         cfg, splits, latency = exp.config, exp.data, exp.latency
         assert latency is not None
@@ -118,7 +119,7 @@ def main() -> None:
             _, val, test, minutes = final_training(arch, seed, args.final_epochs, cfg.train,
                                                    splits)
             params, macs = count(arch)
-            out.add({"seed": seed, "config": config, "draw": draw,
+            out.append({"seed": seed, "config": config, "draw": draw,
                          "arch_hash": arch.hash(), "latency_ms": round(predict(arch), 4),
                          "params": params, "macs": macs,
                          "search_min": "" if search_min is None else round(search_min, 2),
@@ -139,7 +140,7 @@ def main() -> None:
         for k, arch in enumerate(random_near(exp.space, predict, target, 0.05, args.draws,
                                              seed)):
             record("f_random_same_latency", arch, draw=k)
-    table = summary(out.rows())
+    table = summary(out.read())
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
