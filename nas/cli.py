@@ -16,7 +16,7 @@ from latency.profiler import Coverage
 from nas import pipeline, show
 from nas.evaluation import SPLITS, evaluate_network
 from nas.experiment import open_experiment
-from nas.resolve import resolve_net
+from nas.resolve import resolve_net, run_classes
 from nas.rundir import RunDir, last_written
 from nas.search.core import SearchFailed
 from nas.stages.export import export_child, export_network
@@ -82,7 +82,8 @@ def _export(args: argparse.Namespace) -> None:
         exp = open_experiment(run.config_path, latency="none")
         arch, written = export_child(exp, run, args.child, Path(args.output), args.format)
         print(f"{written[0].parent}: {' + '.join(p.name for p in written)} (a child of "
-              f"{run.supernet_pt}, hash {arch.hash()})")
+              f"{run.root}, weights from its {exp.evaluator.name} evaluator, hash "
+              f"{arch.hash()})")
         return
     if args.format is None:
         raise UserError("--format: required (json, onnx or pt2) unless --child is given")
@@ -94,7 +95,8 @@ def _export(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     run = RunDir.open(args.run_dir)
     with run.writing():
-        exp = open_experiment(run.config_path, data=False, latency="load")
+        exp = open_experiment(run.config_path, data=False, latency="load",
+                              num_classes=run_classes(run))
         print(write_report(exp, run))
 
 

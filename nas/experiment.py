@@ -113,12 +113,14 @@ class Experiment:
 
 def open_experiment(source: str | Path | ExperimentConfig, overrides: list[str] | None = None,
                     *, data: bool = True, latency: LatencyMode = "build",
-                    reward: bool = True, log: Callable[[str], None] = _stderr) -> Experiment:
+                    reward: bool = True, num_classes: int | None = None,
+                    log: Callable[[str], None] = _stderr) -> Experiment:
     """Open and check an experiment: a YAML path (with `--set`-style `overrides`) or a
     loaded config. Everything a user can get wrong is refused here, before anything
     is written but a `build: if_missing` table; `data=False` learns only the class
-    count (no images are read); `reward=False` leaves the search's reward out (a proxy
-    check ranks children by accuracy alone)."""
+    count (no images are read), or takes `num_classes` when the caller knows it (a
+    run's own networks say it: then the data is not touched at all); `reward=False`
+    leaves the search's reward out (a proxy check ranks children by accuracy alone)."""
     cfg = source if isinstance(source, ExperimentConfig) else load_config(source, overrides)
     evaluator = make_evaluator(cfg.search.evaluator)
     if data:
@@ -128,7 +130,8 @@ def open_experiment(source: str | Path | ExperimentConfig, overrides: list[str] 
         assert splits is not None
         num_classes = splits.num_classes
     else:
-        splits, num_classes = None, class_count(cfg.data, cfg.source)
+        splits = None
+        num_classes = num_classes or class_count(cfg.data, cfg.source)
     space = build_space(cfg, num_classes)
     start = None
     if "netadapt" in cfg.stages:
@@ -218,11 +221,9 @@ def _netadapt_target(cfg: ExperimentConfig, reward_target: float | None) -> floa
 
 def _reward(exp: Experiment, target_ms: float | None) -> Reward | None:
     """The search's reward (None without a search stage, or while a relative target
-    waits for its table)."""
+    waits for its table; a missing target is `make_reward`'s error)."""
     cfg = exp.config
-    if "search" not in cfg.stages or target_ms is None:
-        if "search" in cfg.stages and cfg.reward.target_ratio is None:
-            make_reward(cfg.reward, cfg.source)  # a missing target: refused all the same
+    if "search" not in cfg.stages or (target_ms is None and cfg.reward.target_ratio is not None):
         return None
     return make_reward(replace(cfg.reward, target_ms=target_ms, target_ratio=None,
                                target_reference=None), cfg.source)

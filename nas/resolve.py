@@ -89,6 +89,15 @@ def run_net(run: RunDir, pick: RunPick) -> Net:
                     str(run.root))
 
 
+def run_classes(run: RunDir) -> int | None:
+    """The class count of `run`'s latest network (None before it has one): what its
+    report needs of the data, without the data."""
+    try:
+        return run_net(run, "latest").arch.num_classes
+    except UserError:
+        return None
+
+
 def anchor(spec: str, base: Path) -> str:
     """`spec` as a config records it: a reference name stays a name, a path becomes
     absolute (relative paths against `base`), so the run resolves it the same later."""

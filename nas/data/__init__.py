@@ -14,5 +14,5 @@ from nas.data.synthetic import make_synthetic
 from nas.data.unpickle import restricted_unpickle
 
 __all__ = ["CIFAR10_FOLDER", "DataConfig", "ImageSet", "Splits", "SyntheticConfig",
-           "augment_batch", "batches", "class_count", "load_data", "load_whole", "make_synthetic", "normalize",
-           "restricted_unpickle"]
+           "augment_batch", "batches", "class_count", "load_data", "load_whole",
+           "make_synthetic", "normalize", "restricted_unpickle"]

@@ -7,9 +7,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments import write_exp, write_search
+from nas.cli import main
 from nas.experiment import open_experiment, resolve_start
 from nas.pipeline import search_stage
 from nas.rundir import RunDir
@@ -88,3 +90,23 @@ def test_netadapt_start_must_fit_the_experiment(tmp_path: Path) -> None:
     cfg = replace(exp.config, search=replace(exp.config.search, resolution=32))
     with pytest.raises(UserError, match="netadapt.start: the network is for 16x16 inputs"):
         resolve_start(cfg, exp.num_classes)
+
+
+def test_a_run_reports_without_its_data(tmp_path: Path, capsys) -> None:
+    """`nas report RUN` learns the class count from the run's own network: a run whose
+    data file has gone since still reports."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, images=rng.integers(0, 255, (120, 16, 16, 3), dtype=np.uint8),
+             labels=np.arange(120) % 4)
+    text = write_search(tmp_path).read_text().replace(
+        "  kind: synthetic\n  synthetic: {num_classes: 4, train_size: 120, test_size: 40, "
+        "image_size: 16}\n", f"  kind: npz\n  path: {data}\n")
+    (tmp_path / "tiny.yaml").write_text(text)
+    exp = open_experiment(tmp_path / "tiny.yaml", log=QUIET)
+    run = RunDir.create(tmp_path / "out", "tiny", exp.resolved_config())
+    with run.writing():
+        search_stage(exp, run, QUIET)
+    data.unlink()
+    assert main(["report", str(run.root)]) == 0
+    assert "report.md" in capsys.readouterr().out
