@@ -2,6 +2,7 @@
 resolution, then `nas latency check` it, and time `predict`.
 
     python benchmarks/latency_fidelity.py --spaces mnasnet mobilenetv3 --resolutions 32 224
+    python benchmarks/latency_fidelity.py --backend onnxruntime --dtype int8 --resolutions 32
 
 Tables land in --out-dir (default runs/latency_bench/, git-ignored); an existing table
 is resumed or reused, its build time read from the sidecar `<table>.build.json`.
@@ -30,9 +31,11 @@ from latency.table import LatencyTable
 def one(space: str, resolution: int, args: argparse.Namespace) -> dict:
     small = resolution <= 64
     coverage = resolve_coverage(space, resolution, 1 if small else 2, 10 if small else 1000)
-    out = Path(args.out_dir) / f"{space}_{resolution}.csv"
+    form = "" if args.backend == "torch" else f"_ort_{args.dtype}"
+    out = Path(args.out_dir) / f"{space}_{resolution}{form}.csv"
     sidecar = out.with_name(out.name + ".build.json")
-    protocol = Protocol(threads=args.threads, repeats=args.repeats, warmup=args.warmup)
+    protocol = Protocol(backend=args.backend, dtype=args.dtype, threads=args.threads,
+                        repeats=args.repeats, warmup=args.warmup)
     info = json.loads(sidecar.read_text()) if sidecar.exists() else {"seconds": 0.0}
     load_before = os.getloadavg()[0]
     start = time.monotonic()
@@ -60,11 +63,21 @@ def one(space: str, resolution: int, args: argparse.Namespace) -> dict:
     return result
 
 
+def _pair(scores: dict | None, second: str | None) -> str:
+    """`within10 / second` of a score block, `-` when the check had none."""
+    if not scores:
+        return "-"
+    text = f"{100 * scores['within_10pct']:.0f}%"
+    return f"{text} / {scores[second]:.3f}" if second else text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spaces", nargs="+", default=["mnasnet", "mobilenetv3"])
     p.add_argument("--resolutions", nargs="+", type=int, default=[32, 224])
     p.add_argument("--samples", type=int, default=50)
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--dtype", choices=("fp32", "int8"), default="fp32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=Protocol.repeats)
     p.add_argument("--warmup", type=int, default=Protocol.warmup)
@@ -78,11 +91,12 @@ def main() -> None:
     for resolution in args.resolutions:
         for space in args.spaces:
             results.append(one(space, resolution, args))
-    print(f"machine: {platform.machine()} {cpu_model()}, {os.cpu_count()} cores; torch backend, "
-          f"{args.threads} thread(s), batch 1, {args.samples} networks per row")
+    print(f"machine: {platform.machine()} {cpu_model()}, {os.cpu_count()} cores; "
+          f"{args.backend} backend ({args.dtype}), {args.threads} thread(s), batch 1, "
+          f"{args.samples} networks per row")
     head = (f"{'space':<12} {'res':>4} {'rows':>5} {'build':>7} {'within10 raw/cal':>17} "
             f"{'MAPE raw/cal':>14} {'Spearman raw/cal':>17} {'level fit':>16} {'noise':>6} {'scale':>6} "
-            f"{'predict':>8} {'load':>10}")
+            f"{'flops w10/sp':>13} {'rescaled w10':>12} {'predict':>8} {'load':>10}")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -93,7 +107,9 @@ def main() -> None:
               f"{100 * raw['mape']:>6.1f}% /{100 * cal['mape']:>4.1f}% "
               f"{raw['spearman']:>8.3f} /{cal['spearman']:>6.3f} "
               f"{100 * r['level_fitted']['within_10pct']:>4.0f}% x{r['level_fitted']['scale']:.3f} "
-              f"{100 * r['noise_within_10pct']:>5.0f}% {scale:>6.3f} {r['predict_us']:>6.0f}us "
+              f"{100 * r['noise_within_10pct']:>5.0f}% {scale:>6.3f} "
+              f"{_pair(r['flops'], 'spearman'):>13} {_pair(r['rescaled'], None):>12} "
+              f"{r['predict_us']:>6.0f}us "
               f"{r['loadavg_1min'][0]:>4.1f}-{r['loadavg_1min'][1]:<4.1f}")
     if args.json:
         print(json.dumps(results, indent=2))

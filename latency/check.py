@@ -12,13 +12,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from latency.drift import TOLERANCE, level_factor, measure_drift
 from latency.measure import measure_archs
-from latency.missing import table_protocol
+from latency.missing import require_form, table_protocol
 from latency.model import TableModel
 from latency.profiler import Coverage
 from latency.table import LatencyTable
@@ -28,6 +29,7 @@ from search_spaces.infra.errors import UserError
 
 
 BAND = 0.10 + 1e-9  # +-10%, with room for floating-point rounding at the edge
+NARROW = 0.05 + 1e-9  # +-5%
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,15 +45,26 @@ def scores(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     """MAPE and share within +-10% (fractions), Spearman, of predictions vs measurements."""
     rel = np.abs(predicted - measured) / measured
     return {"mape": float(rel.mean()), "within_10pct": float(np.mean(rel <= BAND)),
+            "within_5pct": float(np.mean(rel <= NARROW)),
             "spearman": spearman(predicted, measured)}
 
 
 def draw(coverage: Coverage, n: int, seed: int, channel_step: int,
-         exclude: set[str]) -> list[tuple[Arch, str]]:
-    """`n` distinct networks (with how each was made), none with a hash in `exclude`."""
+         exclude: set[str], near: Callable[[Arch], float] | None = None
+         ) -> list[tuple[Arch, str]]:
+    """`n` distinct networks (with how each was made), none with a hash in `exclude`;
+    with `near` (a network's distance from a target), a third of them are the closest of
+    ten times as many (`near`), the rest sampled and shrunk."""
     rng = random.Random(seed)
     out: list[tuple[Arch, str]] = []
     seen = set(exclude)
+    if near is not None:
+        pool = [a for a, _ in coverage.sample(10 * n, rng, channel_step)
+                if a.hash() not in seen]
+        pool = list({a.hash(): a for a in pool}.values())
+        for arch in sorted(pool, key=near)[:n // 3]:
+            seen.add(arch.hash())
+            out.append((arch, "near"))
     for _ in range(20):
         for arch, kind in coverage.sample(n, rng, channel_step):
             if arch.hash() not in seen:
@@ -65,8 +78,11 @@ def draw(coverage: Coverage, n: int, seed: int, channel_step: int,
 
 def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
               policy: str = "interpolate", seed: int = 0, channel_step: int = 8,
-              repeats: int | None = None, worst: int = 5) -> dict[str, Any]:
-    """Score `table` on `samples` networks of `coverage`; a JSON-ready dict."""
+              repeats: int | None = None, worst: int = 5,
+              near_ms: float | None = None) -> dict[str, Any]:
+    """Score `table` on `samples` networks of `coverage` (a third near `near_ms` under
+    the table, when given); a JSON-ready dict. Beside the table: the FLOPs model fitted
+    on the table's calibration networks, and the drift probe timed again."""
     if samples < 2:
         raise UserError(f"--samples must be >= 2, got {samples}")
     for key in ("backend", "device", "threads"):
@@ -80,10 +96,15 @@ def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
     if repeats:
         protocol = replace(protocol, repeats=repeats)
     protocol.check()
+    require_form(table, protocol, "the check")
+    drift = measure_drift(table)
     cal = table.calibration
-    nets = draw(coverage, samples, seed, channel_step, set(cal.nets) if cal else set())
-    archs = [a for a, _ in nets]
     model = TableModel(table, policy, calibrated=False)
+    calibrated = TableModel(table, policy)
+    near = None if near_ms is None else \
+        (lambda a: abs(float(np.log(calibrated.predict(a).ms / near_ms))))
+    nets = draw(coverage, samples, seed, channel_step, set(cal.nets) if cal else set(), near)
+    archs = [a for a, _ in nets]
     estimates = [model.predict(a) for a in archs]
     raw = np.array([e.raw_ms for e in estimates])
     started = time.monotonic()
@@ -102,6 +123,17 @@ def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
     same_level = scores(raw * level, measured)
     predicted = np.array([cal.apply(r) for r in raw]) if cal else raw
     rel = (predicted - measured) / measured
+    # What a run prices with under `latency.drift: rescale`: the calibrated prediction
+    # times the probe's ratio (a probe within tolerance leaves it as it is).
+    rescaled = None
+    if drift is not None:
+        factor = level_factor(drift, "rescale", TOLERANCE, table.source)
+        rescaled = {**scores(predicted * factor, measured), "factor": factor}
+    flops = None
+    if cal is not None and cal.flops is not None:
+        mmacs = np.array([count(a)[1] / 1e6 for a in archs])
+        flops = {**scores(cal.flops[0] * mmacs + cal.flops[1], measured),
+                 "ms_per_mmac": cal.flops[0], "offset_ms": cal.flops[1]}
     order = np.argsort(-np.abs(rel))[:worst]
     return {
         "samples": len(archs),
@@ -113,9 +145,17 @@ def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
         "spearman": primary["spearman"], "noise_within_10pct": noise,
         "calibrated_used": cal is not None,
         "raw": raw_scores, "calibrated": cal_scores,
+        "within_5pct": primary["within_5pct"],
         "level_fitted": {**same_level, "scale": level},
+        "flops": flops,
+        "rescaled": rescaled,
+        "drift": None if drift is None else
+        {"ratio": drift.ratio, "built_ms": drift.built_ms, "now_ms": drift.now_ms},
+        "near_ms": near_ms,
+        "kinds": {k: sum(kind == k for _, kind in nets) for k in ("sampled", "shrunk", "near")},
         "calibration": None if cal is None else
-        {"scale": cal.scale, "offset_ms": cal.offset_ms, "networks": cal.networks},
+        {"scale": cal.scale, "offset_ms": cal.offset_ms, "networks": cal.networks,
+         "fit": cal.fit, "near_ms": table.meta.get("calibration_near_ms") or None},
         "interpolated_nets": int(sum(e.interpolated > 0 for e in estimates)),
         "measured_ms_range": [float(measured.min()), float(measured.max())],
         "measure_seconds": round(seconds, 1),
@@ -139,24 +179,37 @@ def format_report(result: dict[str, Any]) -> str:
              f"rows; measured {result['measured_ms_range'][0]:.3f}-"
              f"{result['measured_ms_range'][1]:.3f} ms in {result['measure_seconds']} s",
              "",
-             f"{'':<12} {'within 10%':>10} {'MAPE':>8} {'Spearman':>9}"]
-    for name in ("raw", "calibrated"):
+             f"{'':<12} {'within 10%':>10} {'within 5%':>10} {'MAPE':>8} {'Spearman':>9}"]
+    for name in ("raw", "calibrated", "rescaled", "flops"):
         s = result[name]
         if s is None:
-            lines.append(f"{name:<12} {'(the table has no calibration)':>29}")
+            if name in ("raw", "calibrated"):
+                lines.append(f"{name:<12} {'(the table has no calibration)':>29}")
             continue
-        lines.append(f"{name:<12} {100 * s['within_10pct']:>9.1f}% {100 * s['mape']:>7.2f}% "
-                     f"{s['spearman']:>9.4f}")
+        lines.append(f"{name:<12} {100 * s['within_10pct']:>9.1f}% {100 * s['within_5pct']:>9.1f}% "
+                     f"{100 * s['mape']:>7.2f}% {s['spearman']:>9.4f}")
     lv = result["level_fitted"]
-    lines.append(f"{'(level fit)':<12} {100 * lv['within_10pct']:>9.1f}% {100 * lv['mape']:>7.2f}%"
+    lines.append(f"{'(level fit)':<12} {100 * lv['within_10pct']:>9.1f}% "
+                 f"{100 * lv['within_5pct']:>9.1f}% {100 * lv['mape']:>7.2f}%"
                  f"           diagnostic: raw x {lv['scale']:.3f}, the median of measured/raw "
                  f"over these networks")
     lines.append(f"{'noise floor':<12} {100 * result['noise_within_10pct']:>9.1f}%   "
                  f"(two end-to-end measurements of a net agree within 10%)")
     if result["calibration"]:
         c = result["calibration"]
+        near = f" near {float(c['near_ms']):.3f} ms" if c.get("near_ms") else ""
         lines.append(f"calibration: ms = {c['scale']:.4f} * sum + {c['offset_ms']:.4f} "
-                     f"(fitted on {c['networks']} other networks)")
+                     f"({c['fit']}, fitted on {c['networks']} other networks{near})")
+    if result["flops"]:
+        f = result["flops"]
+        lines.append(f"flops: the baseline, ms = {f['ms_per_mmac']:.5f} * MMACs + "
+                     f"{f['offset_ms']:.4f}, fitted on the same calibration networks")
+    if result["drift"]:
+        d = result["drift"]
+        lines.append(f"drift: the probe runs {d['ratio'] - 1:+.1%} against the table's build "
+                     f"({d['now_ms']:.4f} ms now, {d['built_ms']:.4f} ms then); rescaled: "
+                     f"calibrated x {result['rescaled']['factor']:.3f}, what a run prices with "
+                     f"(latency.drift: rescale, tolerance {TOLERANCE:g})")
     lines += ["", "worst cases:"]
     for w in result["worst"]:
         lines.append(f"  {w['hash']} {w['kind']:<8} {w['mmacs']:>8.2f} MMACs  predicted "

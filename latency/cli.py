@@ -16,6 +16,7 @@ from latency.measure import (BACKENDS, CLOCKS, DEVICES, Protocol, arch_runner, o
 from latency.missing import POLICIES, cpu_model
 from latency.model import TableModel
 from latency.profiler import Coverage, build, recalibrate, resolve_coverage
+from latency.runtime import DTYPES
 from latency.table import LatencyTable
 from search_spaces.factorized import SPACE_NAMES
 from search_spaces.infra.errors import UserError
@@ -67,14 +68,15 @@ def _ops(text: str | None) -> list[str] | None:
 
 
 def _build(args: argparse.Namespace) -> None:
-    protocol = Protocol(args.backend, args.device, args.threads, args.warmup, args.repeats,
-                        args.percentile, args.clock)
+    protocol = Protocol(args.backend, args.device, args.dtype, args.threads, args.warmup,
+                        args.repeats, args.percentile, args.clock)
     out = Path(args.out)
+    near = None if args.near_ms is None else (lambda _: args.near_ms)
     table = build(_coverage(args), out, protocol, args.channel_step, args.calibrate,
-                  args.chunk, args.seed)
+                  args.chunk, args.seed, near=near)
     cal = table.calibration
     note = (f"; calibration ms = {cal.scale:.4f} * sum + {cal.offset_ms:.4f} "
-            f"(fitted on {cal.networks} networks)") if cal else ""
+            f"({cal.fit}, fitted on {cal.networks} networks)") if cal else ""
     print(f"{out}: {len(table)} rows{note}")
 
 
@@ -104,7 +106,7 @@ def _table_coverage(table: LatencyTable, args: argparse.Namespace) -> Coverage:
 def _check(args: argparse.Namespace) -> None:
     table = LatencyTable.load(args.table)
     result = run_check(table, _table_coverage(table, args), args.samples, args.policy,
-                       args.seed, args.channel_step, args.repeats)
+                       args.seed, args.channel_step, args.repeats, near_ms=args.near_ms)
     print(to_json(result) if args.json else format_report(result))
 
 
@@ -112,14 +114,15 @@ def _calibrate(args: argparse.Namespace) -> None:
     table = LatencyTable.load(args.table)
     before = table.calibration
     cal = recalibrate(table, _table_coverage(table, args), args.networks, args.seed,
-                      args.channel_step)
+                      args.channel_step, args.near_ms)
     was = f"was {before.scale:.4f} * sum + {before.offset_ms:.4f}" if before else "had none"
     print(f"{args.table}: calibration ms = {cal.scale:.4f} * sum + {cal.offset_ms:.4f} "
           f"(fitted on {cal.networks} networks measured now; {was})")
 
 
 def _export(args: argparse.Namespace) -> None:
-    template = export_ops(_coverage(args), Path(args.out), args.channel_step)
+    template = export_ops(_coverage(args), Path(args.out), args.channel_step,
+                          dtype=args.dtype)
     print(f"{template}: fill latency_ms from timing the models in {template.parent / 'ops'}")
 
 
@@ -137,9 +140,12 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _measure(args: argparse.Namespace) -> None:
     target = Path(args.model)
-    if target.is_dir():  # a network folder: its ONNX export, else its arch.json
-        target = target / "model.onnx" if (target / "model.onnx").is_file() \
-            else target / "arch.json"
+    if target.is_dir():  # a network folder: its ONNX export (int8: model.int8.onnx), else
+        onnx = target / ("model.int8.onnx" if args.dtype == "int8" else "model.onnx")
+        if args.dtype == "int8" and not onnx.is_file():  # its arch.json
+            raise UserError("--dtype int8: the folder has no model.int8.onnx (export.int8: "
+                            "true writes it)", str(target))
+        target = onnx if onnx.is_file() else target / "arch.json"
     is_onnx = target.suffix == ".onnx"
     backend = args.backend or ("onnxruntime" if is_onnx else "torch")
     if is_onnx and backend != "onnxruntime":
@@ -152,8 +158,9 @@ def _measure(args: argparse.Namespace) -> None:
                           args.stem_stride)
     if is_onnx and not target.is_file():
         raise UserError("no such file", str(target))
-    protocol = Protocol(backend, "cpu", args.threads, args.warmup, args.repeats,
-                        args.percentile)
+    # an ONNX file runs as it is: its dtype is the file's
+    protocol = Protocol(backend, "cpu", "fp32" if is_onnx else args.dtype, args.threads,
+                        args.warmup, args.repeats, args.percentile)
     protocol.check()
     model = None
     if args.table:  # every input checked before anything is timed
@@ -192,6 +199,10 @@ def _measure(args: argparse.Namespace) -> None:
     print(line)
 
 
+def _near_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--near-ms", type=float, metavar="MS", help=help)
+
+
 def add_latency_commands(sub: argparse._SubParsersAction,
                          experiment_coverage: ExperimentCoverage | None = None) -> None:
     """Register `nas latency ...` on the `nas` parser's subcommands; `experiment_coverage`
@@ -207,6 +218,8 @@ def add_latency_commands(sub: argparse._SubParsersAction,
     p.add_argument("--out", required=True, help="table CSV to write (an existing one resumes)")
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="onnxruntime: fp32, or static QDQ int8 (what the int8 export ships)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=Protocol.warmup, help="untimed rounds")
     p.add_argument("--repeats", type=int, default=Protocol.repeats, help="timed rounds")
@@ -216,6 +229,8 @@ def add_latency_commands(sub: argparse._SubParsersAction,
                    help="wall time, or the thread's CPU time (auto: thread on cpu with 1 thread)")
     p.add_argument("--calibrate", type=int, default=20,
                    help="networks measured end to end to fit the calibration (0: none)")
+    _near_arg(p, "fit the calibration on the networks priced nearest MS (uncalibrated), "
+                 "e.g. the run's target (default: all over the space)")
     p.add_argument("--chunk", type=int, default=24, help="operators timed round-robin together")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_build)
@@ -228,6 +243,7 @@ def add_latency_commands(sub: argparse._SubParsersAction,
                    help="for rows the table lacks (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, help="timed rounds (default: the table's)")
+    _near_arg(p, "a third of the networks priced nearest MS (e.g. the run's target)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_check)
 
@@ -238,11 +254,14 @@ def add_latency_commands(sub: argparse._SubParsersAction,
     p.add_argument("--networks", type=int, default=20,
                    help="networks measured end to end, twice (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    _near_arg(p, "the networks priced nearest MS (default: the build's, if it had one)")
     p.set_defaults(func=_calibrate)
 
     p = cmds.add_parser("export-ops", help="ONNX model per operator + template.csv for a device")
     _coverage_args(p, required=True)
     p.add_argument("--out", required=True, help="folder for ops/*.onnx and template.csv")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="the operators' deployed form: fp32, or static QDQ int8")
     p.set_defaults(func=_export)
 
     p = cmds.add_parser("predict", help="latency of one architecture from a table")
@@ -262,6 +281,9 @@ def add_latency_commands(sub: argparse._SubParsersAction,
                    "with model.onnx / arch.json (a run's final/)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="default: onnxruntime for an ONNX file, torch for an Arch")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="an Arch under onnxruntime: exported as fp32 or int8; a folder: "
+                        "int8 times its model.int8.onnx")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=Protocol.warmup, help="untimed rounds")
     p.add_argument("--repeats", type=int, default=Protocol.repeats, help="timed rounds")

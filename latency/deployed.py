@@ -54,21 +54,31 @@ def pricing(model: LatencyModel) -> Pricing:
     return Pricing(type(model).__name__, False, Protocol())
 
 
+def timing_key(protocol: Protocol) -> str:
+    """The key of `time_exported`'s timings a latency model of `protocol` describes."""
+    if protocol.backend == "onnxruntime" and protocol.dtype != "fp32":
+        return f"onnxruntime_{protocol.dtype}"
+    return protocol.backend
+
+
 def time_exported(module: nn.Module, input_shape: tuple[int, ...],
-                  onnx_path: str | os.PathLike | None, protocol: Protocol
-                  ) -> dict[str, Timing]:
-    """The torch model (on the protocol's device) and, given one, the ONNX file (CPU),
-    each timed end to end in steady state under `protocol`; by backend."""
+                  onnx_path: str | os.PathLike | None, protocol: Protocol,
+                  int8_path: str | os.PathLike | None = None) -> dict[str, Timing]:
+    """The torch model (on the protocol's device) and, given them, the ONNX file and its
+    int8 form (CPU), each timed end to end in steady state under `protocol`; by
+    `torch`, `onnxruntime` and `onnxruntime_int8`."""
     out: dict[str, Timing] = {}
-    torch_protocol = replace(protocol, backend="torch")
+    torch_protocol = replace(protocol, backend="torch", dtype="fp32")
     torch_protocol.check()
     runner = prepare(module, input_shape, torch_protocol)
     out["torch"] = time_interleaved([runner], torch_protocol, settle=1)[0]
-    if onnx_path is not None:
-        ort_protocol = replace(protocol, backend="onnxruntime", device="cpu")
-        ort_protocol.check()
-        runner = onnx_file_runner(onnx_path, input_shape, ort_protocol.threads)
-        out["onnxruntime"] = time_interleaved([runner], ort_protocol, settle=1)[0]
+    files = {"onnxruntime": onnx_path, "onnxruntime_int8": int8_path}
+    ort_protocol = replace(protocol, backend="onnxruntime", device="cpu", dtype="fp32")
+    for key, path in files.items():
+        if path is not None:
+            ort_protocol.check()
+            runner = onnx_file_runner(path, input_shape, ort_protocol.threads)
+            out[key] = time_interleaved([runner], ort_protocol, settle=1)[0]
     return out
 
 
@@ -85,10 +95,11 @@ def latency_record(predicted_ms: float, target_ms: float | None, timings: dict[s
     protocol = price.protocol
     # the backend the model's milliseconds are for; none when it was not timed (a table
     # of ONNX Runtime timings and no ONNX export) or the model prices another device
-    backend = protocol.backend if price.here and protocol.backend in timings else None
+    key = timing_key(protocol)
+    backend = key if price.here and key in timings else None
     describes = price.describes
     if price.here and backend is None:
-        describes += f", timed with {protocol.backend}, which was not exported"
+        describes += f", timed with {key}, which was not exported"
     return {
         "latency_predicted_ms": predicted_ms,
         "latency_target_ms": target_ms,

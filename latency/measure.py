@@ -36,16 +36,16 @@ import os
 import tempfile
 import threading
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from latency import runtime
 from search_spaces.arch import Arch
 from search_spaces.builder import build_model
 from search_spaces.infra.errors import UserError
@@ -64,6 +64,8 @@ class Protocol:
 
     backend: str = "torch"
     device: str = "cpu"
+    # what ONNX Runtime runs: fp32, or static QDQ int8 (`latency.runtime`); torch: fp32
+    dtype: str = "fp32"
     threads: int = 1
     warmup: int = 5
     repeats: int = 30
@@ -93,11 +95,13 @@ class Protocol:
             raise UserError("device: cuda is measured with the torch backend only")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise UserError("device: cuda requested but torch sees no CUDA device")
+        if self.dtype not in runtime.DTYPES:
+            raise UserError(f"dtype: unknown '{self.dtype}' (choose from "
+                            f"{', '.join(runtime.DTYPES)})")
+        if self.dtype != "fp32" and self.backend != "onnxruntime":
+            raise UserError(f"dtype: {self.dtype} is timed with the onnxruntime backend only")
         if self.backend == "onnxruntime":
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                raise UserError("backend onnxruntime needs `pip install '.[onnx]'`") from None
+            runtime.require(self.dtype)
         if self.threads < 1 or self.repeats < 1 or self.warmup < 0:
             raise UserError(f"threads and repeats must be >= 1 and warmup >= 0, got "
                             f"{self.threads}, {self.repeats}, {self.warmup}")
@@ -230,7 +234,7 @@ def prepare(module: nn.Module, input_shape: tuple[int, ...], protocol: Protocol,
     module = module.eval()
     x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed))
     if protocol.backend == "onnxruntime":
-        return _onnx_runner(module, x, protocol.threads)
+        return _onnx_runner(module, x, protocol)
     if protocol.device == "cuda":
         module, x = module.cuda(), x.cuda()
 
@@ -241,47 +245,19 @@ def prepare(module: nn.Module, input_shape: tuple[int, ...], protocol: Protocol,
     return lambda: module(x)
 
 
-def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
-    """The module as an ONNX model with one input `input` (fixed shape, batch 1)."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated but fast (the dynamo one takes seconds
-        # per model, and a table exports thousands); revisit when it is removed.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), buf, input_names=["input"], output_names=["output"],
-                          opset_version=17, dynamo=False)
-    return buf.getvalue()
-
-
-def _ort_session(model: bytes | str, threads: int) -> Any:
-    """An ONNX Runtime CPU session on `threads` intra-op threads, run sequentially. With
-    one thread it runs on the calling thread (no pool), so the thread clock sees it."""
-    import onnxruntime as ort  # optional (the onnx extra); checked in Protocol first
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
-def _onnx_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Runner:
-    with torch.no_grad():
-        model = onnx_bytes(module, x)
-    session = _ort_session(model, threads)
-    feed = {"input": x.numpy()}
+def _onnx_runner(module: nn.Module, x: torch.Tensor, protocol: Protocol) -> Runner:
+    session = runtime.session(runtime.deployed_bytes(module, x, protocol.dtype),
+                              protocol.threads)
+    feed = {session.get_inputs()[0].name: x.numpy()}
     return lambda: session.run(None, feed)
 
 
 def onnx_file_runner(path: str | os.PathLike, input_shape: tuple[int, ...], threads: int,
                      seed: int = 0) -> Runner:
     """One batch-1 run of an ONNX file (one input) under ONNX Runtime, a fixed input."""
+    runtime.require()
     try:
-        session = _ort_session(str(path), threads)
-    except ImportError:
-        raise UserError("timing an ONNX file needs the onnx extra: pip install "
-                        "'platform-aware-nas[onnx]'") from None
+        session = runtime.session(path, threads)
     except Exception as err:  # ONNX Runtime's own error types: a damaged or foreign file
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise UserError(f"ONNX Runtime cannot load it ({first})", str(path)) from None

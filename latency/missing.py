@@ -14,8 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from latency.measure import DEVICES, Protocol, prepare, time_interleaved
-from latency.signature import Signature, build_op
+from latency import runtime
+from latency.measure import DEVICES, Protocol
+from latency.rows import time_rows
+from latency.signature import Signature
 from latency.table import LatencyTable, Row, write_template
 from search_spaces.counting import activation_elements
 from search_spaces.infra.errors import UserError
@@ -179,11 +181,38 @@ def table_protocol(table: LatencyTable) -> Protocol:
     device = m.get("device", "")
     return Protocol(backend=m.get("backend") or base.backend,
                     device=device if device in DEVICES else base.device,
+                    dtype=m.get("dtype") or base.dtype,
                     threads=table.meta_int("threads") or base.threads,
                     warmup=table.meta_int("warmup") or base.warmup,
                     repeats=table.meta_int("repeats") or base.repeats,
                     percentile=float(m.get("percentile") or base.percentile),
                     clock=m.get("clock") or base.clock)
+
+
+def form_differs(table: LatencyTable, protocol: Protocol) -> tuple[str, str, str] | None:
+    """How the deployed form `table` was timed in differs from what `protocol` would
+    time here now, `(key, the table's, here)`: the runtime's version, exporter, opset,
+    dtype, optimisation level or execution provider (`latency.runtime.FORM_KEYS`);
+    None when they agree, and for backends without a form (torch)."""
+    if protocol.backend != "onnxruntime":
+        return None
+    here = runtime.runtime_meta(protocol.dtype)
+    for key in runtime.FORM_KEYS:
+        theirs = table.meta.get(key, "")
+        if key == "dtype" and not theirs:
+            theirs = "fp32"  # tables from before int8 were all fp32
+        if theirs != here[key]:
+            return key, theirs, here[key]
+    return None
+
+
+def require_form(table: LatencyTable, protocol: Protocol, what: str) -> None:
+    """A UserError when `table` was timed in another deployed form than `protocol`'s."""
+    differs = form_differs(table, protocol)
+    if differs:
+        key, theirs, here = differs
+        raise UserError(f"{what}: the table was timed with {key} '{theirs}', here it is "
+                        f"'{here}'; rebuild it (or build one per form)", table.source)
 
 
 def measure_missing(table: LatencyTable, missing: Sequence[Signature],
@@ -193,9 +222,7 @@ def measure_missing(table: LatencyTable, missing: Sequence[Signature],
     require_this_machine(table, "policy 'measure'")
     protocol = table_protocol(table)
     protocol.check()
+    require_form(table, protocol, "policy 'measure'")
     todo = list(dict.fromkeys(missing))
     others = [s for s in dict.fromkeys(context) if s not in set(todo)]
-    group = todo + others
-    runners = [prepare(build_op(s, se_gate), s.input_shape(), protocol) for s in group]
-    timings = time_interleaved(runners, protocol)[:len(todo)]
-    table.append(Row(s, t.ms, t.std_ms, t.count) for s, t in zip(todo, timings))
+    table.append(time_rows(todo + others, protocol, se_gate)[:len(todo)])

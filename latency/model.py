@@ -55,15 +55,19 @@ class LatencyModel(ABC):
 
 
 class TableModel(LatencyModel):
-    """Sum of per-operator rows of a lookup table, then the table's calibration."""
+    """Sum of per-operator rows of a lookup table plus its per-network constant
+    (`network_ms`: ONNX Runtime tables), then the table's calibration, times `level`
+    (the drift probe's rescaling, `latency.drift`)."""
 
     def __init__(self, table: LatencyTable, policy: str = "error",
-                 calibrated: bool = True) -> None:
+                 calibrated: bool = True, level: float = 1.0) -> None:
         if policy not in POLICIES:
             raise UserError(f"policy: unknown '{policy}' (choose from {', '.join(POLICIES)})")
         self.table = table
         self.policy = policy
         self.calibration = table.calibration if calibrated else None
+        self.level = level
+        self.network_ms = float(table.meta.get("network_ms") or 0.0)
         self._interpolated: dict[Signature, float] = {}
 
     @classmethod
@@ -92,7 +96,7 @@ class TableModel(LatencyModel):
                             f"is {arch.resolution}x{arch.resolution}", self.table.source)
         if missing:
             self._fill(missing, sigs, arch.se.gate)
-        total, n_interp = 0.0, 0
+        total, n_interp = self.network_ms, 0
         for s in sigs:
             row = rows.get(s)
             if row is None:
@@ -100,7 +104,7 @@ class TableModel(LatencyModel):
                 n_interp += 1
             else:
                 total += row.latency_ms
-        ms = self.calibration.apply(total) if self.calibration else total
+        ms = (self.calibration.apply(total) if self.calibration else total) * self.level
         return LatencyEstimate(ms, "table_interpolated" if n_interp else "table", total, n_interp)
 
     def _fill(self, missing: list[Signature], context: list[Signature], se_gate: str) -> None:
@@ -118,7 +122,8 @@ class TableModel(LatencyModel):
 
 def protocol_from_options(opts: dict[str, Any]) -> Protocol:
     """The measurement protocol that a `latency:` section's options describe."""
-    keys = ("backend", "device", "threads", "warmup", "repeats", "percentile", "clock")
+    keys = ("backend", "device", "dtype", "threads", "warmup", "repeats", "percentile",
+            "clock")
     return Protocol(**{k: opts[k] for k in keys if opts.get(k) is not None})
 
 

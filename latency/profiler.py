@@ -14,19 +14,23 @@ import time
 from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 import numpy as np
 import torch
 
-from latency.measure import (Protocol, Runner, measure_archs, prepare, steady_allocator,
-                             time_interleaved)
+from latency import runtime
+from latency.drift import measure_probe, record_probe
+from latency.fit import robust_line
+from latency.measure import Protocol, Runner, measure_archs, prepare, steady_allocator, time_interleaved
 from latency.missing import machine_id, require_this_machine, table_protocol
 from latency.model import TableModel
+from latency.rows import subtracts_boundary, time_network_boundary, time_rows
 from latency.shrink import random_shrink, shrink_variants
 from latency.signature import Signature, build_op, signatures
-from latency.table import Calibration, LatencyTable, Row, format_header
+from latency.table import Calibration, LatencyTable, format_header
 from search_spaces.arch import Arch
+from search_spaces.counting import count
 from search_spaces.factorized import CONV_OPS, SPACE_NAMES, FactorizedSpace, make_space
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import cut_torn_line
@@ -40,7 +44,10 @@ from search_spaces.transforms import with_input
 IDENTITY_KEYS = ("space", "arch_hash", "skeleton", "ops", "resolution", "stem_stride",
                  "num_classes",
                  "channel_step", "backend", "device", "threads", "clock", "warmup",
-                 "percentile", "allocator")
+                 "percentile", "allocator", *runtime.FORM_KEYS)
+
+
+PROBE_SEED = 28  # the drift probe's sample, apart from calibration's and check's seeds
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ class Coverage:
                 seen.update(dict.fromkeys(signatures(variant)))
         seen.update(dict.fromkeys(self.extra))
         return list(seen)
+
+    def probe(self, channel_step: int) -> Arch:
+        """The fixed network a table's drift probe times (`latency.drift`): for a space a
+        seeded sample of it, for one network that network."""
+        return self.sample(1, random.Random(PROBE_SEED), channel_step)[0][0]
 
     def sample(self, n: int, rng: random.Random, channel_step: int) -> list[tuple[Arch, str]]:
         """`n` networks, each with how it was made: half `sampled` from the space (for
@@ -191,9 +203,8 @@ def build_meta(coverage: Coverage, protocol: Protocol, channel_step: int) -> dic
             "repeats": str(protocol.repeats), "percentile": f"{protocol.percentile:g}",
             "clock": protocol.effective_clock, "allocator": steady_allocator(),
             "torch": torch.__version__}
-    if protocol.backend == "onnxruntime":
-        import onnxruntime  # optional (the onnx extra): only a table timed under it
-        meta["onnxruntime"] = onnxruntime.__version__
+    if protocol.backend == "onnxruntime":  # the deployed form the rows were timed in
+        meta.update(runtime.runtime_meta(protocol.dtype))
     meta["python"] = sys.version.split()[0]
     meta["date"] = dt.date.today().isoformat()
     meta.update(coverage.meta(channel_step))
@@ -243,14 +254,12 @@ def time_signatures(sigs: Sequence[Signature], protocol: Protocol, se_gate: str,
     warm = True
     for start in range(0, len(todo), chunk):
         group = todo[start:start + chunk]
-        runners: list[Runner] = [prepare(build_op(s, se_gate), s.input_shape(), protocol)
-                                 for s in group]
         if warm:
             # A fresh process runs its first timings slow (allocator, clocks): spin ~1 s.
-            spin(runners, protocol, 1.0)
+            spin([prepare(build_op(s, se_gate), s.input_shape(), protocol) for s in group],
+                 protocol, 1.0)
             warm = False
-        timings = time_interleaved(runners, protocol)
-        rows = [Row(s, t.ms, t.std_ms, t.count) for s, t in zip(group, timings)]
+        rows = time_rows(group, protocol, se_gate)
         table.append(rows)
         if progress:
             progress.update(len(rows), group[-1].describe())
@@ -264,28 +273,87 @@ def spin(runners: Sequence[Runner], protocol: Protocol, seconds: float) -> None:
         time_interleaved(runners, spin_protocol)
 
 
-def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protocol) -> Calibration:
-    """`measured = scale * sum_of_rows`, scale the median ratio over measured networks.
+def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protocol,
+                    probe: Arch | None = None) -> Calibration:
+    """The whole-network correction, fitted on `archs` measured end to end (twice).
 
-    A ratio, not a least-squares line: on a noisy machine a slope and an offset fitted
-    on ten networks of similar size swing wildly (we saw 2.6x - 5.5 ms), while the
-    median ratio shrugs off a few disturbed measurements. The round-robin row timings
-    leave a whole-network bias that is close to a pure scale (BENCHMARKS.md).
+    torch tables: `measured = scale * sum_of_rows`, the median ratio. A ratio, not a
+    least-squares line: on a noisy machine a slope and an offset fitted on ten networks
+    of similar size swing wildly (we saw 2.6x - 5.5 ms), while the median ratio shrugs
+    off a few disturbed measurements; the round-robin row timings leave a bias close to
+    a pure scale (BENCHMARKS.md). ONNX Runtime tables: a robust line (Theil-Sen), since
+    inside a network the later, weight-heavy pieces run slower than alone (their
+    weights stream from memory: BENCHMARKS.md, issue 28), a bias that grows with the
+    network and that one ratio cannot follow. Fitted on networks near the price the
+    run will ask about (`build(near=...)`), the line is a local one.
+
+    Beside it, what a FLOPs model fitted on the same networks gets (`ms = a * MMACs +
+    b`, the same fit): `nas latency check` prints both on the networks it checks.
+
+    With `probe`, the drift probe is measured in the same passes, among the networks,
+    and recorded in `table` (`latency.drift`): its later ratio then re-anchors the level
+    this calibration saw, even where that level was a passing spell.
     """
     model = TableModel(table, policy="interpolate", calibrated=False)
     raw = np.array([model.predict(a).raw_ms for a in archs])
-    # Two passes, as the check measures: one pass caught in a noisy spell would tilt
-    # the scale of every prediction the table makes.
-    passes = [np.array([t.ms for t in measure_archs(archs, protocol)]) for _ in range(2)]
-    scale = float(np.median((passes[0] + passes[1]) / 2 / raw))
-    return Calibration(scale, 0.0, len(archs), tuple(a.hash() for a in archs))
+    # Three passes, the median of each network's: one pass caught in a noisy spell (on
+    # this guest 20-50% slow for seconds at a time) would tilt every prediction.
+    timed = list(archs) + ([probe] if probe is not None else [])
+    passes = [np.array([t.ms for t in measure_archs(timed, protocol)]) for _ in range(3)]
+    measured = np.median(passes, axis=0)
+    if probe is not None:
+        record_probe(table, probe, float(measured[-1]))
+        measured = measured[:-1]
+    mmacs = np.array([count(a)[1] / 1e6 for a in archs])
+    flops = robust_line(mmacs, measured)
+    scale, offset, fit = float(np.median(measured / raw)), 0.0, "ratio"
+    if subtracts_boundary(protocol) and len(archs) >= 3:
+        slope, intercept = robust_line(raw, measured)
+        # a slope far from 1 is noise fitted on networks of too similar a price: the
+        # rows' own level (the ratio) is the better guess then
+        if 0.67 <= slope <= 1.5:
+            scale, offset, fit = slope, intercept, "line"
+    return Calibration(scale, offset, len(archs), tuple(a.hash() for a in archs), fit,
+                       flops)
+
+
+# The band around a target that near-target calibration networks are drawn from: wide
+# enough that a line through them has a slope to find (networks all at one price
+# fit a level, not a slope: 20 of them within a few percent gave 0.43 x sum + 0.19 ms).
+NEAR_BAND = 1.5
+
+
+def calibration_networks(coverage: Coverage, n: int, seed: int, channel_step: int,
+                         price: TableModel | None = None, near_ms: float | None = None
+                         ) -> list[Arch]:
+    """`n` networks to fit a calibration on: drawn from `coverage`, half sampled and half
+    NetAdapt-shrunk; with `near_ms`, `n` of ten times as many whose uncalibrated price
+    under `price` lies within `NEAR_BAND` of it, spread evenly over that band (the run
+    prices networks around its target, and a calibration fitted on the whole space
+    misses them: issue 28, cifar10_large's +25%); the nearest others fill up a band
+    with too few."""
+    rng = random.Random(seed)
+    if near_ms is None or price is None:
+        return [a for a, _ in coverage.sample(n, rng, channel_step)]
+    pool = list({a.hash(): a for a, _ in coverage.sample(10 * n, rng, channel_step)}.values())
+    distance = {a.hash(): float(np.log(price.predict(a).raw_ms / near_ms)) for a in pool}
+    inside = sorted((a for a in pool if abs(distance[a.hash()]) <= np.log(NEAR_BAND)),
+                    key=lambda a: distance[a.hash()])
+    if len(inside) > n:  # evenly over the band, its ends included
+        inside = [inside[round(i)] for i in np.linspace(0, len(inside) - 1, n)]
+    chosen = {a.hash() for a in inside}
+    rest = sorted((a for a in pool if a.hash() not in chosen),
+                  key=lambda a: abs(distance[a.hash()]))
+    return (inside + rest)[:n]
 
 
 def build(coverage: Coverage, out: Path, protocol: Protocol, channel_step: int = 8,
           calibrate: int = 20, chunk: int = 24, seed: int = 0,
-          stream: TextIO | None = None) -> LatencyTable:
+          stream: TextIO | None = None,
+          near: Callable[[TableModel], float] | None = None) -> LatencyTable:
     """Build (or resume) the table at `out`, then fit a calibration on `calibrate`
-    measured networks (0: none). Returns the finished table."""
+    measured networks (0: none) near the uncalibrated price `near` gives (None: all over
+    the coverage), and time the drift probe. Returns the finished table."""
     protocol.check()
     if channel_step < 1:
         raise UserError(f"--channel-step must be >= 1, got {channel_step}")
@@ -294,25 +362,40 @@ def build(coverage: Coverage, out: Path, protocol: Protocol, channel_step: int =
     sigs = coverage.signatures(channel_step)
     progress = Progress(len(sigs), sum(s in table for s in sigs), stream)
     time_signatures(sigs, protocol, coverage.se_gate, table, chunk, seed, progress)
+    if subtracts_boundary(protocol) and "network_ms" not in table.meta:
+        probe = coverage.probe(channel_step)
+        shape = (1, probe.in_ch, probe.resolution, probe.resolution)
+        table.meta["network_ms"] = f"{time_network_boundary(shape, protocol):.6g}"
+        table.save()
     if calibrate and table.calibration is None:
         # A seed apart from the checker's default, and the nets are recorded, so a
         # check never scores the networks the calibration was fitted on.
-        _calibrate(table, coverage, calibrate, 1_000_003 + seed, protocol, channel_step)
+        raw = TableModel(table, policy="interpolate", calibrated=False)
+        _calibrate(table, coverage, calibrate, 1_000_003 + seed, protocol, channel_step,
+                   near(raw) if near else None)
+    if "probe_ms" not in table.meta:  # no calibration to time it with
+        probe = coverage.probe(channel_step)
+        record_probe(table, probe, measure_probe(probe, protocol))
+        table.save()
     return table
 
 
 def _calibrate(table: LatencyTable, coverage: Coverage, networks: int, seed: int,
-               protocol: Protocol, channel_step: int) -> Calibration:
+               protocol: Protocol, channel_step: int, near_ms: float | None = None
+               ) -> Calibration:
     """Fit the calibration on `networks` networks of `coverage` and save the table."""
-    archs = [a for a, _ in coverage.sample(networks, random.Random(seed), channel_step)]
-    cal = fit_calibration(table, archs, protocol)
+    price = TableModel(table, policy="interpolate", calibrated=False)
+    archs = calibration_networks(coverage, networks, seed, channel_step, price, near_ms)
+    cal = fit_calibration(table, archs, protocol, coverage.probe(channel_step))
     table.set_calibration(cal)
+    if near_ms is not None:
+        table.meta["calibration_near_ms"] = f"{near_ms:.6g}"
     table.save()
     return cal
 
 
 def recalibrate(table: LatencyTable, coverage: Coverage, networks: int = 20, seed: int = 0,
-                channel_step: int = 8) -> Calibration:
+                channel_step: int = 8, near_ms: float | None = None) -> Calibration:
     """Re-fit `table`'s calibration on `networks` fresh networks measured now with its
     own protocol, and save it: the level of a shared machine drifts (BENCHMARKS.md),
     so re-anchor a table on the day it is used."""
@@ -322,4 +405,8 @@ def recalibrate(table: LatencyTable, coverage: Coverage, networks: int = 20, see
     protocol = table_protocol(table)
     protocol.check()
     # Its own seed stream, apart from the build's and the check's defaults.
-    return _calibrate(table, coverage, networks, 2_000_003 + seed, protocol, channel_step)
+    if near_ms is None and table.meta.get("calibration_near_ms"):
+        near_ms = float(table.meta["calibration_near_ms"])
+    # the level is re-anchored now, and so is the probe, timed among the networks
+    return _calibrate(table, coverage, networks, 2_000_003 + seed, protocol, channel_step,
+                      near_ms)

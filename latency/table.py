@@ -35,7 +35,8 @@ OPTIONAL_COLUMNS = ("file",)  # export-ops templates name each operator's ONNX f
 INT_COLUMNS = ("input_hw", "in_ch", "exp_ch", "out_ch", "kernel", "stride", "se_ch")
 INT_META = ("threads", "batch", "resolution", "stem_stride", "num_classes", "warmup",
             "repeats", "calibration_networks")
-FLOAT_META = ("percentile", "calibration_scale", "calibration_offset_ms")
+FLOAT_META = ("percentile", "calibration_scale", "calibration_offset_ms", "network_ms",
+              "probe_ms", "flops_ms_per_mmac", "flops_offset_ms", "calibration_near_ms")
 _META_LINE = re.compile(r"^#\s*([A-Za-z_][\w.-]*)\s*:\s*(.*?)\s*$")
 
 
@@ -62,12 +63,17 @@ class Row:
 @dataclass(frozen=True)
 class Calibration:
     """Whole-network correction `ms = scale * sum_of_rows + offset_ms`, fitted on
-    `networks` measured networks (their hashes in `nets`, so a check can skip them)."""
+    `networks` measured networks (their hashes in `nets`, so a check can skip them):
+    `fit` says how (`ratio`: the median ratio, offset 0; `line`: a robust line), and
+    `flops` is what a FLOPs model `(ms_per_mmac, offset_ms)` fitted on the same
+    networks the same way gave (the baseline `nas latency check` sets beside it)."""
 
     scale: float
     offset_ms: float
     networks: int
     nets: tuple[str, ...] = ()
+    fit: str = "ratio"
+    flops: tuple[float, float] | None = None
 
     def apply(self, raw_ms: float) -> float:
         return self.scale * raw_ms + self.offset_ms
@@ -124,19 +130,29 @@ class LatencyTable:
         if not self.meta.get("calibration_scale"):
             return None
         nets = tuple(n for n in self.meta.get("calibration_nets", "").split(",") if n)
+        flops = None
+        if self.meta.get("flops_ms_per_mmac"):
+            flops = (float(self.meta["flops_ms_per_mmac"]),
+                     float(self.meta.get("flops_offset_ms") or 0.0))
         return Calibration(float(self.meta["calibration_scale"]),
                            float(self.meta.get("calibration_offset_ms") or 0.0),
-                           int(self.meta.get("calibration_networks") or len(nets)), nets)
+                           int(self.meta.get("calibration_networks") or len(nets)), nets,
+                           self.meta.get("calibration_fit") or "ratio", flops)
 
     def set_calibration(self, cal: Calibration | None) -> None:
         for key in ("calibration_scale", "calibration_offset_ms", "calibration_networks",
-                    "calibration_nets"):
+                    "calibration_nets", "calibration_fit", "calibration_near_ms",
+                    "flops_ms_per_mmac", "flops_offset_ms"):
             self.meta.pop(key, None)
         if cal is not None:
             self.meta.update(calibration_scale=f"{cal.scale:.6g}",
                              calibration_offset_ms=f"{cal.offset_ms:.6g}",
                              calibration_networks=str(cal.networks),
-                             calibration_nets=",".join(cal.nets))
+                             calibration_nets=",".join(cal.nets),
+                             calibration_fit=cal.fit)
+            if cal.flops is not None:
+                self.meta.update(flops_ms_per_mmac=f"{cal.flops[0]:.6g}",
+                                 flops_offset_ms=f"{cal.flops[1]:.6g}")
 
     def frame(self) -> pd.DataFrame:
         """The rows as a pandas frame with the table's columns."""

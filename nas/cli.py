@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="top-1 of a trained network on a data split")
     p.add_argument("arch", help=f"reference net, {NETWORK}")
-    p.add_argument("weights", help="state dict (.pt)")
+    p.add_argument("weights", help="state dict (.pt), or an exported ONNX model (e.g. "
+                                   "final/model.int8.onnx: scored under ONNX Runtime)")
     p.add_argument("--data", required=True,
                    help="experiment YAML or run directory (its data:), synthetic, an .npz, "
                         "a CIFAR-10 folder or an image folder")

@@ -71,6 +71,13 @@ class LatencyConfig:
     build: Literal["never", "if_missing"] = "never"
     backend: Literal["torch", "onnxruntime"] = "torch"
     device: Literal["cpu", "cuda"] = "cpu"
+    # onnxruntime: what ships, fp32 or static QDQ int8 (latency.runtime)
+    dtype: Literal["fp32", "int8"] = "fp32"
+    # A table's drift probe timed again at the run's start (latency.drift): past
+    # `drift_tolerance`, `rescale` prices with the probe's ratio, `refuse` stops, `warn`
+    # says so only.
+    drift: Literal["rescale", "refuse", "warn"] = "rescale"
+    drift_tolerance: float = field(default=0.10, metadata={"check": positive})
     threads: int = field(default=1, metadata={"check": positive})
     warmup: int = field(default=5, metadata={"check": non_negative})
     repeats: int = field(default=30, metadata={"check": positive})
@@ -86,6 +93,9 @@ class LatencyConfig:
             raise UserError("path: missing required key (kind is table)")
         if self.build != "never" and self.kind != "table":
             raise UserError(f"build: {self.build} builds a table; kind is {self.kind}")
+        if self.dtype != "fp32" and self.backend != "onnxruntime":
+            raise UserError(f"dtype: {self.dtype} is timed with backend onnxruntime, the "
+                            f"backend is {self.backend}")
 
 
 @dataclass
@@ -121,6 +131,14 @@ class ExportConfig:
     formats: list[Literal["onnx", "pt2"]] = field(default_factory=lambda: ["onnx"])
     # time the exported model (ONNX Runtime and torch) here, beside the prediction
     measure: bool = True
+    # also final/model.int8.onnx: static QDQ int8, calibrated on this many training
+    # images; its test top-1 and the drop against fp32 go into final/metrics.json
+    int8: bool = False
+    int8_calibration_images: int = field(default=256, metadata={"check": positive})
+
+    def __post_init__(self) -> None:
+        if self.int8 and "onnx" not in self.formats:
+            raise UserError("int8: quantises the ONNX export; add onnx to export.formats")
 
 
 @dataclass

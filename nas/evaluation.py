@@ -11,7 +11,7 @@ from nas.config import load_config
 from nas.data import DataConfig, ImageSet, load_data, load_whole
 from nas.resolve import resolve_net
 from nas.rundir import RunDir
-from nas.stages.export import load_model
+from nas.stages.export import OnnxModule, load_model
 from nas.train import evaluate
 from search_spaces.arch import Arch
 from search_spaces.counting import count
@@ -23,10 +23,13 @@ SPLITS = ("test", "val", "train")
 
 def evaluate_network(arch_spec: str, weights: str, data: str, split: str = "test",
                      mean: str | None = None, std: str | None = None) -> dict[str, Any]:
-    """Score `arch_spec` (anything `nas.resolve` takes) with `weights` on `data`; the
-    result as `nas evaluate --json` prints it."""
+    """Score `arch_spec` (anything `nas.resolve` takes) with `weights` (a state dict, or
+    an exported ONNX file such as `final/model.int8.onnx`, run under ONNX Runtime) on
+    `data`; the result as `nas evaluate --json` prints it."""
     arch = resolve_net(arch_spec).arch
-    model = load_model(arch, Path(weights))  # a bad weights file fails first
+    # a bad weights file fails first
+    model = OnnxModule(weights) if Path(weights).suffix == ".onnx" else \
+        load_model(arch, Path(weights))
     images, what = evaluation_data(data, split, arch, weights, mean, std)
     if len(images.classes) > arch.num_classes or int(images.labels.max()) >= arch.num_classes:
         raise UserError(f"the network has {arch.num_classes} classes, the data "

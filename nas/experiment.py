@@ -19,6 +19,8 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from latency import runtime
+from latency.drift import level_factor, measure_drift
 from latency.model import LatencyModel, TableModel, make_model
 from latency.profiler import Coverage
 from latency.signature import Signature
@@ -160,6 +162,9 @@ def open_experiment(source: str | Path | ExperimentConfig, overrides: list[str] 
     exp = replace(exp, latency=model, netadapt_latency=na_model)
     if latency != "load":
         _check_tables(exp, needed)
+        just_built = {p.path.resolve() for p in pending if p.action == "build"}
+        for key, m in (("latency", model), ("netadapt.latency", na_model)):
+            _apply_drift(cfg, key, m, just_built, log)
     return _with_target(exp, _reward_target(cfg, model, num_classes, log), reward)
 
 
@@ -189,6 +194,20 @@ def _check_runtime(cfg: ExperimentConfig) -> None:
                         cfg.source)
     if cfg.search.executor == "ray":
         check_address(cfg.ray, cfg.source)
+    # optional dependencies (the onnx extra), before anything trains for hours
+    needs = []
+    if "export" in cfg.stages and "onnx" in cfg.export.formats:
+        needs.append(("export.formats: onnx", "int8" if cfg.export.int8 else "fp32"))
+    for key, lat in (("latency", cfg.latency),
+                     ("netadapt.latency", cfg.netadapt.latency if cfg.netadapt else None)):
+        if lat is not None and lat.backend == "onnxruntime" and \
+                (lat.kind == "measure" or lat.build != "never" or lat.policy == "measure"):
+            needs.append((f"{key}.backend: onnxruntime", lat.dtype))
+    for key, dtype in needs:
+        try:
+            runtime.require(dtype)
+        except UserError as err:
+            raise UserError(f"{key}: {err.message}", cfg.source) from None
 
 
 def _reward_target(cfg: ExperimentConfig, latency: LatencyModel | None, num_classes: int,
@@ -244,6 +263,34 @@ def _check_tables(exp: Experiment, needed: Callable[[], list[Signature]]) -> Non
                        "netadapt.latency.path", cfg.source, start.resolution)
 
 
+def _apply_drift(cfg: ExperimentConfig, key: str, model: LatencyModel | None,
+                 just_built: set[Path], log: Callable[[str], None]) -> None:
+    """Time the drift probe of `key`'s table (built here, not just now) and set the level
+    the run prices with (`latency.drift`): one line says how far it moved."""
+    if not isinstance(model, TableModel) or model.table.path is None \
+            or model.table.path.resolve() in just_built or model.level != 1.0:
+        return  # a table shared by both sections is probed once
+    lat = cfg.latency
+    if key == "netadapt.latency" and cfg.netadapt is not None and cfg.netadapt.latency:
+        lat = cfg.netadapt.latency
+    try:
+        drift = measure_drift(model.table)
+    except UserError as err:
+        raise UserError(f"{key}.path: {err.message}", cfg.source) from None
+    if drift is None:
+        return
+    name = str(model.table.path)
+    try:
+        model.level = level_factor(drift, lat.drift, lat.drift_tolerance, name)
+    except UserError as err:
+        raise UserError(err.message, cfg.source) from None
+    within = abs(drift.ratio - 1) <= lat.drift_tolerance
+    then = ("within latency.drift_tolerance" if within else
+            f"prices x{model.level:.3f} (latency.drift: rescale)" if model.level != 1.0 else
+            "past latency.drift_tolerance, priced as built (latency.drift: warn)")
+    log(f"{drift.describe(name)}: {then}")
+
+
 def build_latency_model(cfg: ExperimentConfig, section: str = "latency") -> LatencyModel:
     """The latency model that `latency:` (or `netadapt.latency:`, falling back to
     `latency:`) describes; loads a table."""
@@ -254,7 +301,8 @@ def build_latency_model(cfg: ExperimentConfig, section: str = "latency") -> Late
         section = "latency"
     options = asdict(lat)
     kind = options.pop("kind")
-    options.pop("build")  # nas.tables builds the file before this loads it
+    for key in ("build", "drift", "drift_tolerance"):  # nas.tables builds the file, and
+        options.pop(key)  # open_experiment probes its drift
     if kind == "table" and lat.path is not None and not lat.path.exists():
         raise UserError(f"{section}.path: {lat.path} does not exist", cfg.source)
     try:

@@ -12,21 +12,19 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import Callable, Literal
 
 from latency.measure import Protocol
-from latency.missing import other_machine
-from latency.model import protocol_from_options
+from latency.missing import form_differs, other_machine
+from latency.model import TableModel, protocol_from_options
 from latency.profiler import Coverage, build, build_meta, identity_differs
 from latency.signature import Signature
 from latency.table import LatencyTable
+from nas.config import ExperimentConfig, LatencyConfig, target_reference
 from nas.coverage import coverage_of
 from search_spaces.arch import Arch
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.infra.errors import UserError
-
-if TYPE_CHECKING:
-    from nas.config import ExperimentConfig, LatencyConfig
 
 # Networks measured end to end to fit the built table's calibration (`nas latency
 # build --calibrate`'s default).
@@ -46,6 +44,9 @@ class TablePlan:
     coverage: Coverage
     protocol: Protocol
     channel_step: int
+    # the uncalibrated price the calibration's networks are drawn around (the run's
+    # target: `profiler.calibration_networks`); None: all over the coverage
+    near: Callable[[TableModel], float] | None = None
 
     def describe(self) -> str:
         if self.action == "reuse":
@@ -55,15 +56,16 @@ class TablePlan:
                 f"{self.total:,} operators to time")
 
 
-def plan_table(key: str, lat: "LatencyConfig", coverage: Coverage, needed: list[Signature],
-               channel_step: int, source: str) -> TablePlan:
+def plan_table(key: str, lat: LatencyConfig, coverage: Coverage, needed: list[Signature],
+               channel_step: int, source: str,
+               near: Callable[[TableModel], float] | None = None) -> TablePlan:
     """The plan for `key`'s `build: if_missing` table, which must price `needed`; raises
     for a table built on another machine or with another protocol."""
     assert lat.path is not None
     protocol = protocol_from_options(asdict(lat))
     if not lat.path.exists():
         return TablePlan(key, lat.path, "build", len(needed), len(needed), coverage, protocol,
-                         channel_step)
+                         channel_step, near)
     table = LatencyTable.load(lat.path)
     differs = other_machine(table)
     if differs:
@@ -78,6 +80,13 @@ def plan_table(key: str, lat: "LatencyConfig", coverage: Coverage, needed: list[
             raise UserError(f"{key}.path: {lat.path} was timed with {name} "
                             f"'{table.meta.get(name, '')}', {key}.{name} is '{want}'",
                             source)
+    form = form_differs(table, protocol)
+    if form:  # another dtype, ONNX Runtime version, opset, ...: not what ships from here
+        name, theirs, here = form
+        where = f"{key}.dtype is" if name == "dtype" else "this machine runs"
+        raise UserError(f"{key}.path: {lat.path} was timed with {name} '{theirs}', "
+                        f"{where} '{here}': give it another path, or delete it to rebuild",
+                        source)
     to_time = sum(s not in table for s in needed)
     # Extending appends rows, which `open_for_build` allows only to a table of the same
     # identity: say so now, before any run directory exists, in the experiment's terms.
@@ -90,7 +99,7 @@ def plan_table(key: str, lat: "LatencyConfig", coverage: Coverage, needed: list[
                         f"experiment's operators: give this experiment a path of its own",
                         source)
     return TablePlan(key, lat.path, "reuse" if to_time == 0 else "extend", to_time,
-                     len(needed), coverage, protocol, channel_step)
+                     len(needed), coverage, protocol, channel_step, near)
 
 
 def build_planned(plan: TablePlan, log: Callable[[str], None] | None = None) -> None:
@@ -101,10 +110,10 @@ def build_planned(plan: TablePlan, log: Callable[[str], None] | None = None) -> 
     if log:
         log(plan.describe())
     build(plan.coverage, plan.path, plan.protocol, plan.channel_step, CALIBRATION_NETWORKS,
-          stream=sys.stderr)
+          stream=sys.stderr, near=plan.near)
 
 
-def experiment_plans(cfg: "ExperimentConfig", space: FactorizedSpace,
+def experiment_plans(cfg: ExperimentConfig, space: FactorizedSpace,
                      needed: Callable[[], list[Signature]], start: Arch | None = None
                      ) -> list[TablePlan]:
     """The plans of `latency:` and `netadapt.latency:` with `build: if_missing` (one per
@@ -123,6 +132,25 @@ def experiment_plans(cfg: "ExperimentConfig", space: FactorizedSpace,
     coverage = coverage_of(cfg, cfg.name or "experiment", space, start, sigs)
     plans: dict[Path, TablePlan] = {}
     for key, lat in sections:
-        plan = plan_table(key, lat, coverage, sigs, step, cfg.source)
+        plan = plan_table(key, lat, coverage, sigs, step, cfg.source, target_price(cfg, key, space.num_classes))
         plans.setdefault(plan.path.resolve(), plan)
     return list(plans.values())
+
+
+def target_price(cfg: ExperimentConfig, key: str, num_classes: int
+                 ) -> Callable[[TableModel], float] | None:
+    """The price, under a table not yet calibrated, that `key`'s calibration networks are
+    drawn around: the run's target (`reward.target_ratio` x its reference priced by the
+    same table; else `reward.target_ms`, or NetAdapt's `target_ms`, taken as is)."""
+    rw = cfg.reward
+    na = cfg.netadapt if "netadapt" in cfg.stages else None
+    if key == "netadapt.latency" and na is not None and na.target_ms is not None:
+        target_ms = na.target_ms
+        return lambda _: target_ms
+    if rw.target_ratio is not None:
+        ratio, reference = rw.target_ratio, target_reference(cfg, num_classes)
+        return lambda model: ratio * model.predict(reference).raw_ms
+    if rw.target_ms is not None:
+        target_ms = rw.target_ms
+        return lambda _: target_ms
+    return None

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
+from latency import runtime
+from nas.data import ImageSet, normalize
 from nas.experiment import Experiment
 from nas.resolve import resolve_net
 from nas.rundir import RunDir
@@ -29,6 +32,8 @@ from search_spaces.infra.weights import WEIGHTS_FILE, NetFolder, read_weights, w
 
 FORMATS = ("json", "onnx", "pt2")
 TOLERANCE = 1e-4  # max |torch - exported| on the check input
+INPUT, OUTPUT = "image", "logits"  # the shipped ONNX model's input and output
+INT8_FILE = "model.int8.onnx"
 
 
 @dataclass(frozen=True)
@@ -79,27 +84,61 @@ def _quiet() -> Iterator[None]:
 
 
 def export_onnx(model: nn.Module, arch: Arch, path: Path) -> float:
-    """Write `path` (ONNX, dynamic batch) and return max |torch - onnxruntime|."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError("ONNX export needs the onnx extra: pip install "
-                        "'platform-aware-nas[onnx]'") from None
+    """Write `path` (ONNX, dynamic batch; the deployed form of `latency.runtime`, which
+    the ONNX Runtime tables are timed in) and return max |torch - onnxruntime|."""
+    runtime.require()
     x = _example(arch)
-    tmp = path.with_name(f".{path.name}.tmp")
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with writing(path, tmp), _quiet():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(model, (x,), str(tmp), input_names=["image"],
-                          output_names=["logits"], dynamic_shapes={"x": {0: batch}},
-                          dynamo=True, external_data=False, verbose=False)
-        tmp.replace(path)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with _quiet():
+        data = runtime.onnx_bytes(model, x, INPUT, OUTPUT, dynamic_batch=True)
+    atomic_write(path, data)
     x2 = torch.cat([x, -x])  # a batch of two checks the dynamic batch axis too
-    got = session.run(None, {"image": x2.numpy()})[0]
+    got = runtime.session(path, 1).run(None, {INPUT: x2.numpy()})[0]
     with torch.inference_mode():
         want = model(x2).numpy()
     return float(abs(got - want).max())
+
+
+def calibration_batches(images: ImageSet, count: int, batch: int = 32, seed: int = 0
+                        ) -> list[np.ndarray]:
+    """`count` training images (a seeded draw), normalised as the model's input, in
+    batches: what int8 calibration sees."""
+    count = min(count, len(images))
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+    x = normalize(images.images[pick], images.mean, images.std).numpy()
+    return [x[i:i + batch] for i in range(0, count, batch)]
+
+
+def export_int8(fp32: Path, path: Path, batches: list[np.ndarray]) -> None:
+    """`path`: the ONNX file `fp32` as static QDQ int8 (per-channel weights), its ranges
+    calibrated on `batches` (`latency.runtime.quantize_int8`); checked to load and to
+    give finite logits of the right shape under ONNX Runtime."""
+    data = runtime.quantize_int8(fp32.read_bytes(), batches, INPUT)
+    atomic_write(path, data)
+    got = runtime.session(path, 1).run(None, {INPUT: batches[0][:2]})[0]
+    want = runtime.session(fp32, 1).run(None, {INPUT: batches[0][:2]})[0]
+    if got.shape != want.shape or not np.isfinite(got).all():
+        raise RuntimeError(f"{path}: the int8 model gives {got.shape} logits "
+                           f"(fp32: {want.shape}), finite: {bool(np.isfinite(got).all())}")
+
+
+class OnnxModule(nn.Module):
+    """An ONNX file as a module (ONNX Runtime, CPU): what scores an exported model with
+    the same code that scores torch ones (`nas.train.evaluate`)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
+        super().__init__()
+        self.path = str(path)
+        runtime.require()
+        try:
+            self._session = runtime.session(path, threads)
+        except Exception as err:  # ONNX Runtime's own errors: a damaged or foreign file
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(f"ONNX Runtime cannot load it ({first})", self.path) from None
+        self._input = self._session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._session.run(None, {self._input: x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out)
 
 
 def export_pt2(model: nn.Module, arch: Arch, path: Path) -> float:

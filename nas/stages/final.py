@@ -19,12 +19,14 @@ from torch import nn
 
 from latency.deployed import latency_record, pricing, time_exported
 from latency.measure import compute_lock
-from latency.model import LatencyModel
+from latency.drift import measure_drift
+from latency.model import LatencyModel, TableModel
 from nas.data import Splits
 from nas.experiment import Experiment
 from nas.resolve import run_net
 from nas.rundir import RunDir, write_json
-from nas.stages.export import Preprocessing, export, load_model
+from nas.stages.export import (INT8_FILE, OnnxModule, Preprocessing, calibration_batches, export,
+                              export_int8, load_model)
 from nas.stages.report import FINAL_METRICS, result_target
 from nas.train import TrainConfig, TrainStats, build_seeded, evaluate, train, wanted_threads
 from search_spaces.arch import Arch
@@ -147,9 +149,10 @@ def _train_references(arch: Arch, cfg: TrainConfig, splits: Splits, seed: int,
 
 
 def export_stage(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> None:
-    """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`; then,
-    with `export.measure`, the exported model timed here into `final/metrics.json`
-    beside the prediction and the target it was meant to meet."""
+    """`final/model.onnx` (checked with ONNX Runtime) and/or `final/model.pt2`; with
+    `export.int8`, `final/model.int8.onnx` and its test top-1 beside fp32's; then, with
+    `export.measure`, the exported models timed here into `final/metrics.json` beside
+    the prediction and the target it was meant to meet."""
     export_cfg, latency = exp.config.export, exp.latency
     folder = run.final
     if not folder.complete():
@@ -157,31 +160,66 @@ def export_stage(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> No
                         str(run.root))
     net = run_net(run, "final")
     todo = [f for f in export_cfg.formats if not folder.model(f).is_file()]
-    if not todo:
+    if not todo and not export_cfg.int8:
         log(f"export: already done ({', '.join(export_cfg.formats)})")
     for fmt in todo:
         diff = export(net.arch, net.weights, fmt, folder.model(fmt))
         log(f"export: {folder.model(fmt)} (max |torch - exported| {diff:.1e})")
+    if export_cfg.int8:
+        _export_int8(exp, run, log)
     if export_cfg.measure and latency is not None:
         _measure_exported(run, net.arch, net.weights, latency, result_target(exp, run), log)
 
 
+def _export_int8(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> None:
+    """`final/model.int8.onnx`, calibrated on training images with the model's own
+    preprocessing, and its test top-1 (ONNX Runtime) with the drop against the fp32
+    network's in `final/metrics.json`."""
+    folder, cfg = run.final, exp.config.export
+    int8 = folder.root / INT8_FILE
+    if exp.splits is None:
+        raise UserError("export.int8: calibrating and scoring the int8 model needs the data",
+                        exp.source)
+    if not int8.is_file():
+        batches = calibration_batches(exp.splits.train, cfg.int8_calibration_images)
+        export_int8(folder.model("onnx"), int8, batches)
+        log(f"export: {int8} (static QDQ int8, calibrated on "
+            f"{sum(len(b) for b in batches)} training images)")
+    metrics = read_record(folder.metrics_json, FINAL_METRICS)
+    test = exp.splits.test
+    if "int8_test_top1" in metrics or test is None:
+        return
+    with compute_lock():
+        top1 = evaluate(OnnxModule(int8), test)
+    drop = metrics["test_top1"] - top1
+    write_json(folder.metrics_json, {**metrics, "int8_test_top1": top1, "int8_top1_drop": drop})
+    log(f"export: int8 test top-1 {top1:.4f} (fp32 {metrics['test_top1']:.4f}, drop "
+        f"{100 * drop:+.2f} points)")
+
+
 def _measure_exported(run: RunDir, arch: Arch, weights: Path | None, latency: LatencyModel,
                       target_ms: float | None, log: Callable[[str], None]) -> None:
-    """Time `final/model.onnx` (when exported) and the torch model with the latency
-    protocol; add the measured and predicted latency to `final/metrics.json`."""
+    """Time `final/model.onnx` (and `model.int8.onnx`, when exported) and the torch
+    model with the latency protocol; add the measured and predicted latency to
+    `final/metrics.json`, and how far the table's drift probe moved, if it has one."""
     folder = run.final
     metrics = read_record(folder.metrics_json, FINAL_METRICS)
     if "latency_measured_ms" in metrics:
         return
     price = pricing(latency)
-    onnx = folder.model("onnx")
+    onnx, int8 = folder.model("onnx"), folder.root / INT8_FILE
     log(f"export: timing the exported model on this machine ({price.protocol.threads} "
         f"thread(s), batch 1, {price.protocol.repeats} runs)")
     timings = time_exported(load_model(arch, weights), (1, arch.in_ch, arch.resolution,
                                                         arch.resolution),
-                            onnx if onnx.is_file() else None, price.protocol)
+                            onnx if onnx.is_file() else None, price.protocol,
+                            int8 if int8.is_file() else None)
     record = latency_record(metrics["latency_ms"], target_ms, timings, price)
+    if isinstance(latency, TableModel):
+        drift = measure_drift(latency.table)
+        if drift is not None:
+            record["latency_table_drift"] = drift.ratio - 1
+            log(f"export: {drift.describe(str(latency.table.path))}")
     write_json(folder.metrics_json, {**metrics, **record})
     measured = ", ".join(f"{b} {t.ms:.3f} ms" for b, t in timings.items())
     error = record["latency_relative_error"]

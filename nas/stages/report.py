@@ -191,6 +191,17 @@ def _result_section(metrics: dict, refs: list[dict[str, Any]], target_ms: float 
     else:
         lines.append("Not measured on this machine (the export stage, with `export.measure`, "
                      "times the exported model).")
+    if "latency_table_drift" in metrics:
+        lines.append(f"The latency table's drift probe ran {metrics['latency_table_drift']:+.1%} "
+                     f"against its build at that measurement (the machine's level).")
+    if "int8_test_top1" in metrics:
+        int8_ms, fp32_ms = measured.get("onnxruntime_int8"), measured.get("onnxruntime")
+        speed = (f"; under ONNX Runtime int8 runs {int8_ms:.4g} ms against fp32's "
+                 f"{fp32_ms:.4g} ms ({int8_ms / fp32_ms:.2f}x"
+                 f"{', slower' if int8_ms > fp32_ms else ''})" if int8_ms and fp32_ms else "")
+        lines.append(f"Int8 (`model.int8.onnx`, static QDQ): test top-1 "
+                     f"**{_fmt(metrics['int8_test_top1'])}**, "
+                     f"{100 * metrics['int8_top1_drop']:+.2f} points below fp32{speed}.")
     lines += ["", f"Beside the reference nets at the same input size, under the same latency "
               f"model ({metrics['latency_source']}):", ""]
     rows = [{"network": "this run", "test top-1": metrics["test_top1"],

@@ -98,7 +98,8 @@ def test_stage_order_is_checked(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_every_stage_in_one_run(tmp_path: Path) -> None:
     exp = write_exp(tmp_path, extra="stages: [search, netadapt, final_train, export]\n"
-                                    "final: {steps: 4}\nexport: {formats: [onnx, pt2]}\n"
+                                    "final: {steps: 4}\nexport: {formats: [onnx, pt2], int8: "
+                                    "true, int8_calibration_images: 32}\n"
                                     "report: {train_references: true}\n")
     exp.write_text(exp.read_text().replace("  start: net\n", ""))
     out = subprocess.run([NAS, "search", str(exp)], capture_output=True, text=True, timeout=600)
@@ -123,7 +124,17 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
     assert (run / "pareto.png").is_file()
     # the exported model timed here, beside the prediction and the target
     measured = metrics["latency_measured_ms"]
-    assert set(measured) == {"torch", "onnxruntime"} and min(measured.values()) > 0
+    assert set(measured) == {"torch", "onnxruntime", "onnxruntime_int8"}
+    assert min(measured.values()) > 0
+    # the int8 model: scored on the test split beside fp32, and `nas evaluate` agrees
+    assert (final / "model.int8.onnx").is_file() and 0 <= metrics["int8_test_top1"] <= 1
+    assert metrics["int8_top1_drop"] == pytest.approx(metrics["test_top1"]
+                                                      - metrics["int8_test_top1"])
+    scored = subprocess.run([NAS, "evaluate", str(final / "arch.json"),
+                             str(final / "model.int8.onnx"), "--data", str(run), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json.loads(scored.stdout)["top1"] == metrics["int8_test_top1"]
     summary = json.loads((run / "netadapt" / "summary.json").read_text())
     assert metrics["latency_predicted_ms"] == metrics["latency_ms"]
     assert metrics["latency_target_ms"] == summary["target_ms"]
@@ -137,6 +148,8 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
         f"ms** predicted, target {summary['target_ms']:.4g} ms (meets it)")
     assert lines[5].startswith("Measured on this machine (") and "(onnxruntime)" in lines[5]
     assert "; not compared: the latency model is the MMACs" in lines[5]
+    assert any(line.startswith("Int8 (`model.int8.onnx`, static QDQ): test top-1 **")
+               for line in lines[6:9])
     again = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "final_train: already done" in again.stderr
