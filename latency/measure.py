@@ -279,6 +279,14 @@ def time_interleaved(runners: Sequence[Runner], protocol: Protocol, settle: int 
     the cache context of the others (as inside a network); 1 times a whole network
     in steady state (its own previous run warmed the caches, as in deployment).
     """
+    return [summarize(s, protocol.percentile)
+            for s in sample_interleaved(runners, protocol, settle, timeout)]
+
+
+def sample_interleaved(runners: Sequence[Runner], protocol: Protocol, settle: int = 0,
+                       timeout: float | None = None) -> list[list[float]]:
+    """`time_interleaved`'s samples (ms), one list per runner, before the statistic:
+    what a caller pools over several bouts (`latency.rows`)."""
     samples: list[list[float]] = [[] for _ in runners]
     clock = time.thread_time_ns if protocol.effective_clock == "thread" else time.perf_counter_ns
     with timing_session(protocol, timeout):
@@ -292,7 +300,7 @@ def time_interleaved(runners: Sequence[Runner], protocol: Protocol, settle: int 
                 t0 = clock()
                 run()
                 samples[i].append((clock() - t0) / 1e6)
-    return [summarize(s, protocol.percentile) for s in samples]
+    return samples
 
 
 def arch_runner(arch: Arch, protocol: Protocol, seed: int = 0) -> Runner:

@@ -8,6 +8,7 @@ plus its one-dimensional NetAdapt shrink grids.
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 import random
 import sys
 import time
@@ -25,7 +26,7 @@ from latency.fit import robust_line
 from latency.measure import Protocol, Runner, measure_archs, prepare, steady_allocator, time_interleaved
 from latency.missing import machine_id, require_this_machine, table_protocol
 from latency.model import TableModel
-from latency.rows import subtracts_boundary, time_network_boundary, time_rows
+from latency.rows import RowGroup, subtracts_boundary, time_network_boundary
 from latency.shrink import random_shrink, shrink_variants
 from latency.signature import Signature, build_op, signatures
 from latency.table import Calibration, LatencyTable, format_header
@@ -241,28 +242,44 @@ def open_for_build(out: Path, meta: dict[str, str]) -> LatencyTable:
     return LatencyTable(meta, (), out)
 
 
+# Build steps between two bouts of one group (`latency.rows.BOUTS`): each step prepares
+# the next group (exporting its pieces: about a second at 32x32), so a row's bouts lie
+# seconds apart and one slow spell of the host rarely covers them all.
+BOUT_SPACING = 2
+
+
 def time_signatures(sigs: Sequence[Signature], protocol: Protocol, se_gate: str,
                     table: LatencyTable, chunk: int = 24, seed: int = 0,
                     progress: Progress | None = None) -> None:
     """Time `sigs` in random groups of `chunk`, round-robin, appending as they finish.
 
     A random group looks like a network to the caches (operators of all depths and
-    widths), which is what makes the sum of rows track whole networks.
+    widths), which is what makes the sum of rows track whole networks. Each group is
+    timed in bouts `BOUT_SPACING` groups apart; a crash loses the few groups in flight.
     """
     todo = [s for s in sigs if s not in table]
     random.Random(seed).shuffle(todo)
-    warm = True
-    for start in range(0, len(todo), chunk):
-        group = todo[start:start + chunk]
-        if warm:
-            # A fresh process runs its first timings slow (allocator, clocks): spin ~1 s.
-            spin([prepare(build_op(s, se_gate), s.input_shape(), protocol) for s in group],
-                 protocol, 1.0)
-            warm = False
-        rows = time_rows(group, protocol, se_gate)
-        table.append(rows)
-        if progress:
-            progress.update(len(rows), group[-1].describe())
+    groups = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    pending: deque[tuple[int, RowGroup]] = deque()
+    step = 0
+    while groups or pending:
+        if groups:
+            group = groups.pop(0)
+            if step == 0:
+                # A fresh process runs its first timings slow (allocator, clocks): spin ~1 s.
+                spin([prepare(build_op(s, se_gate), s.input_shape(), protocol)
+                      for s in group], protocol, 1.0)
+            pending.append((step, RowGroup(group, protocol, se_gate)))
+        for born, g in pending:
+            if (step - born) % BOUT_SPACING == 0:
+                g.bout()
+        while pending and not pending[0][1].bouts_left:
+            done = pending.popleft()[1]
+            rows = done.rows()
+            table.append(rows)
+            if progress:
+                progress.update(len(rows), done.sigs[-1].describe())
+        step += 1
 
 
 def spin(runners: Sequence[Runner], protocol: Protocol, seconds: float) -> None:

@@ -48,7 +48,7 @@ def test_robust_line_fits_and_shrugs_off_an_outlier() -> None:
 
 def _fake_timings(values: dict[int, float]):
     def fake(runners, protocol, settle=0, timeout=None):
-        return [Timing(values.get(i, 1.0), 0.0, protocol.repeats) for i in range(len(runners))]
+        return [[values.get(i, 1.0)] * protocol.repeats for i in range(len(runners))]
     return fake
 
 
@@ -63,12 +63,12 @@ def test_onnxruntime_rows_are_the_piece_less_its_boundary(monkeypatch: pytest.Mo
     timings = {i: 0.05 + 0.01 * i for i in range(4)}
     timings.update({4 + j: 0.01 * (j + 1) for j in range(3)})
     timings[3] = 0.001
-    monkeypatch.setattr(rows, "time_interleaved", _fake_timings(timings))
+    monkeypatch.setattr(rows, "sample_interleaved", _fake_timings(timings))
     monkeypatch.setattr(rows, "prepare", lambda *a, **k: (lambda: None))
     got = rows.time_rows(sigs, ORT, "hsigmoid")
     assert [r.latency_ms for r in got] == pytest.approx([0.04, 0.04, 0.04, 0.0])
     # eager torch: no boundary models, the rows as timed
-    monkeypatch.setattr(rows, "time_interleaved", _fake_timings(timings))
+    monkeypatch.setattr(rows, "sample_interleaved", _fake_timings(timings))
     got = rows.time_rows(sigs, Protocol(), "hsigmoid")
     assert [r.latency_ms for r in got] == pytest.approx([0.05, 0.06, 0.07, 0.001])
 
@@ -80,11 +80,11 @@ def test_pieces_of_one_input_share_one_boundary(monkeypatch: pytest.MonkeyPatch)
 
     def fake(runners, protocol, settle=0, timeout=None):
         calls.append(len(runners))
-        return [Timing(t, 0.0, 3) for t in (0.05, 0.07, 0.02)]
-    monkeypatch.setattr(rows, "time_interleaved", fake)
+        return [[t] * protocol.repeats for t in (0.05, 0.07, 0.02)]
+    monkeypatch.setattr(rows, "sample_interleaved", fake)
     monkeypatch.setattr(rows, "prepare", lambda *a, **k: (lambda: None))
     got = rows.time_rows([a, b], ORT, "hsigmoid")
-    assert calls == [3] and [r.latency_ms for r in got] == pytest.approx([0.03, 0.05])
+    assert calls == [3] * min(rows.BOUTS, ORT.repeats) and [r.latency_ms for r in got] == pytest.approx([0.03, 0.05])
 
 
 def test_the_network_constant_is_added_once_and_the_level_scales() -> None:
@@ -241,3 +241,39 @@ def test_calibration_networks_spread_over_the_band_around_the_target() -> None:
     assert len({a.hash() for a in chosen}) == 20
     assert target / NEAR_BAND <= prices[0] and prices[-1] <= target * NEAR_BAND
     assert prices[-1] / prices[0] > 1.5  # spread over the band, not 20 of one price
+
+
+def test_a_slow_bout_does_not_move_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    sig = Signature("head_conv", 4, 24, 0, 32, 1, 1, 0, "hswish", "none")
+    bouts = iter([[0.05], [0.09], [0.05], [0.05], [0.05], [0.05]])  # the 2nd: a slow spell
+
+    def fake(runners, protocol, settle=0, timeout=None):
+        return [next(bouts) * protocol.repeats for _ in runners]
+    monkeypatch.setattr(rows, "sample_interleaved", fake)
+    monkeypatch.setattr(rows, "prepare", lambda *a, **k: (lambda: None))
+    got = rows.time_rows([sig], Protocol(repeats=30, percentile=10.0), "hsigmoid")
+    assert got[0].latency_ms == pytest.approx(0.05) and got[0].count == 30
+
+
+def test_a_build_spreads_each_groups_bouts_over_later_groups(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from latency import profiler
+    log: list[int] = []  # which group each bout timed, in order (its runners' list)
+
+    def fake(runners, protocol, settle=0, timeout=None):
+        log.append(id(runners))
+        return [[0.01] * protocol.repeats for _ in runners]
+    monkeypatch.setattr(rows, "sample_interleaved", fake)
+    monkeypatch.setattr(rows, "prepare", lambda *a, **k: (lambda: None))
+    monkeypatch.setattr(profiler, "spin", lambda *a, **k: None)
+    sigs = [Signature("head_conv", 4, 24, 0, 8 * (i + 1), 1, 1, 0, "hswish", "none")
+            for i in range(7)]  # groups of 2, 2, 2, 1 (torch: no boundaries)
+    table = LatencyTable({}, (), tmp_path / "t.csv")
+    table.save()
+    profiler.time_signatures(sigs, Protocol(repeats=6), "hsigmoid", table, chunk=2)
+    assert len(table) == 7 and all(r.count == 6 for r in table.rows.values())
+    assert len(log) == 4 * rows.BOUTS
+    groups = list(dict.fromkeys(log))
+    assert len(groups) == 4 and all(log.count(g) == rows.BOUTS for g in groups)
+    # other groups' bouts lie between two of one group's: none is timed twice in a row
+    assert all(a != b for a, b in zip(log, log[1:]))
