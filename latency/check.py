@@ -154,7 +154,8 @@ def run_check(table: LatencyTable, coverage: Coverage, samples: int = 50,
         "near_ms": near_ms,
         "kinds": {k: sum(kind == k for _, kind in nets) for k in ("sampled", "shrunk", "near")},
         "calibration": None if cal is None else
-        {"scale": cal.scale, "offset_ms": cal.offset_ms, "networks": cal.networks,
+        {"formula": cal.formula(), "scale": cal.scale, "offset_ms": cal.offset_ms,
+         "networks": cal.networks,
          "fit": cal.fit, "near_ms": table.meta.get("calibration_near_ms") or None},
         "interpolated_nets": int(sum(e.interpolated > 0 for e in estimates)),
         "measured_ms_range": [float(measured.min()), float(measured.max())],
@@ -198,8 +199,8 @@ def format_report(result: dict[str, Any]) -> str:
     if result["calibration"]:
         c = result["calibration"]
         near = f" near {float(c['near_ms']):.3f} ms" if c.get("near_ms") else ""
-        lines.append(f"calibration: ms = {c['scale']:.4f} * sum + {c['offset_ms']:.4f} "
-                     f"({c['fit']}, fitted on {c['networks']} other networks{near})")
+        lines.append(f"calibration: {c['formula']} ({c['fit']}, fitted on {c['networks']} "
+                     f"other networks{near})")
     if result["flops"]:
         f = result["flops"]
         lines.append(f"flops: the baseline, ms = {f['ms_per_mmac']:.5f} * MMACs + "

@@ -11,8 +11,8 @@ from typing import Callable
 from latency.check import format_report, run_check
 from latency.deployed import relative_error
 from latency.export_ops import export_ops
-from latency.measure import (BACKENDS, CLOCKS, DEVICES, Protocol, arch_runner, onnx_file_runner,
-                             time_interleaved)
+from latency.measure import (BACKENDS, CLOCKS, DEVICES, STEADY, Protocol, arch_runner,
+                             onnx_file_runner, time_interleaved)
 from latency.missing import POLICIES, cpu_model
 from latency.model import TableModel
 from latency.profiler import Coverage, build, recalibrate, resolve_coverage
@@ -75,8 +75,8 @@ def _build(args: argparse.Namespace) -> None:
     table = build(_coverage(args), out, protocol, args.channel_step, args.calibrate,
                   args.chunk, args.seed, near=near)
     cal = table.calibration
-    note = (f"; calibration ms = {cal.scale:.4f} * sum + {cal.offset_ms:.4f} "
-            f"({cal.fit}, fitted on {cal.networks} networks)") if cal else ""
+    note = (f"; calibration {cal.formula()} ({cal.fit}, fitted on {cal.networks} "
+            f"networks)") if cal else ""
     print(f"{out}: {len(table)} rows{note}")
 
 
@@ -115,9 +115,9 @@ def _calibrate(args: argparse.Namespace) -> None:
     before = table.calibration
     cal = recalibrate(table, _table_coverage(table, args), args.networks, args.seed,
                       args.channel_step, args.near_ms)
-    was = f"was {before.scale:.4f} * sum + {before.offset_ms:.4f}" if before else "had none"
-    print(f"{args.table}: calibration ms = {cal.scale:.4f} * sum + {cal.offset_ms:.4f} "
-          f"(fitted on {cal.networks} networks measured now; {was})")
+    was = f"was {before.formula()}" if before else "had none"
+    print(f"{args.table}: calibration {cal.formula()} ({cal.fit}, fitted on {cal.networks} "
+          f"networks measured now; {was})")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -178,7 +178,7 @@ def _measure(args: argparse.Namespace) -> None:
     else:
         assert arch is not None
         runner = arch_runner(arch, protocol)
-    timing = time_interleaved([runner], protocol, settle=1)[0]
+    timing = time_interleaved([runner], protocol, settle=STEADY)[0]
     out = {"model": str(target), "backend": backend, "threads": protocol.threads,
            "measured_ms": timing.ms, "std_ms": timing.std_ms, "runs": timing.count,
            "statistic": f"p{protocol.percentile:g}", "machine": cpu_model()}

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from latency.measure import Protocol, Timing, onnx_file_runner, prepare, time_interleaved
+from latency.measure import STEADY, Protocol, Timing, onnx_file_runner, prepare, time_interleaved
 from latency.missing import cpu_model, other_machine, table_protocol
 from latency.model import FlopsModel, LatencyModel, MeasureModel, TableModel
 
@@ -71,14 +71,14 @@ def time_exported(module: nn.Module, input_shape: tuple[int, ...],
     torch_protocol = replace(protocol, backend="torch", dtype="fp32")
     torch_protocol.check()
     runner = prepare(module, input_shape, torch_protocol)
-    out["torch"] = time_interleaved([runner], torch_protocol, settle=1)[0]
+    out["torch"] = time_interleaved([runner], torch_protocol, settle=STEADY)[0]
     files = {"onnxruntime": onnx_path, "onnxruntime_int8": int8_path}
     ort_protocol = replace(protocol, backend="onnxruntime", device="cpu", dtype="fp32")
     for key, path in files.items():
         if path is not None:
             ort_protocol.check()
             runner = onnx_file_runner(path, input_shape, ort_protocol.threads)
-            out[key] = time_interleaved([runner], ort_protocol, settle=1)[0]
+            out[key] = time_interleaved([runner], ort_protocol, settle=STEADY)[0]
     return out
 
 

@@ -154,3 +154,14 @@ def session(model: bytes | str | os.PathLike, threads: int) -> Any:
     opts.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, opts, providers=[PROVIDER])
+
+
+def load_file(path: str | os.PathLike, threads: int) -> Any:
+    """`session` on an ONNX file a user handed in: a damaged or foreign file is one
+    `UserError` naming it, not ONNX Runtime's traceback."""
+    require()
+    try:
+        return session(path, threads)
+    except Exception as err:  # ONNX Runtime's own error types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f"ONNX Runtime cannot load it ({first})", str(path)) from None

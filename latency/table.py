@@ -78,6 +78,10 @@ class Calibration:
     def apply(self, raw_ms: float) -> float:
         return self.scale * raw_ms + self.offset_ms
 
+    def formula(self) -> str:
+        """`ms = 1.1000 * sum + -0.0080`: how the CLI and the check print it."""
+        return f"ms = {self.scale:.4f} * sum + {self.offset_ms:.4f}"
+
 
 def _num(x: float) -> str:
     return f"{x:.6g}"

@@ -128,12 +128,7 @@ class OnnxModule(nn.Module):
     def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
         super().__init__()
         self.path = str(path)
-        runtime.require()
-        try:
-            self._session = runtime.session(path, threads)
-        except Exception as err:  # ONNX Runtime's own errors: a damaged or foreign file
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise UserError(f"ONNX Runtime cannot load it ({first})", self.path) from None
+        self._session = runtime.load_file(path, threads)
         self._input = self._session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

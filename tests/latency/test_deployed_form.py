@@ -277,3 +277,4 @@ def test_a_build_spreads_each_groups_bouts_over_later_groups(
     assert len(groups) == 4 and all(log.count(g) == rows.BOUTS for g in groups)
     # other groups' bouts lie between two of one group's: none is timed twice in a row
     assert all(a != b for a, b in zip(log, log[1:]))
+
