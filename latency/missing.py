@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from latency import runtime
-from latency.measure import DEVICES, Protocol
+from latency.measure import DEVICES, Protocol, timing_lock
 from latency.rows import time_rows
 from latency.signature import Signature
 from latency.table import LatencyTable, Row, write_template
@@ -223,6 +223,23 @@ def measure_missing(table: LatencyTable, missing: Sequence[Signature],
     protocol = table_protocol(table)
     protocol.check()
     require_form(table, protocol, "policy 'measure'")
-    todo = list(dict.fromkeys(missing))
-    others = [s for s in dict.fromkeys(context) if s not in set(todo)]
-    table.append(time_rows(todo + others, protocol, se_gate)[:len(todo)])
+    with timing_lock():
+        # Other processes (a run's Ray trials, a second run) time into the same file; a
+        # row one of them added since this table was loaded is taken from the file, not
+        # timed and appended again (a duplicate row makes the file unreadable).
+        _take_rows_added_since(table, missing)
+        todo = [s for s in dict.fromkeys(missing) if s not in table]
+        if not todo:
+            return
+        others = [s for s in dict.fromkeys(context) if s not in set(todo)]
+        table.append(time_rows(todo + others, protocol, se_gate)[:len(todo)])
+
+
+def _take_rows_added_since(table: LatencyTable, wanted: Sequence[Signature]) -> None:
+    """Add to `table` the rows of `wanted` that its file has and it has not."""
+    if table.path is None or not Path(table.path).exists() or all(s in table for s in wanted):
+        return
+    on_disk = LatencyTable.load(table.path).rows
+    for sig in dict.fromkeys(wanted):
+        if sig not in table and sig in on_disk:
+            table.add(on_disk[sig])

@@ -123,6 +123,31 @@ def test_policy_measure_times_missing_rows_and_appends_them(tmp_path: Path) -> N
     assert new is not None and new.latency_ms > 0 and new.count == 3
 
 
+def test_two_processes_measuring_one_row_write_it_once(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # two Ray trials price the same network with their own copy of the table: the
+    # second takes the row the first appended, instead of timing and appending it again
+    # (a duplicate row made the quickstart's table unreadable: issue 28)
+    from latency import missing
+    arch = tiny_arch(8)
+    meta = {**machine_id(), "backend": "torch", "threads": "1", "repeats": "3", "warmup": "1",
+            "se_gate": arch.se.gate}
+    fake_table(arch, meta).save(tmp_path / "t.csv")
+    first = TableModel.load(tmp_path / "t.csv", policy="measure")
+    second = TableModel.load(tmp_path / "t.csv", policy="measure")
+    shrunk = set_expansion(arch, 0, 16)
+    timed: list[int] = []
+
+    def fake_rows(sigs, protocol, se_gate):
+        timed.append(len(sigs))
+        return [Row(s, 0.5, 0.0, 3) for s in sigs]
+    monkeypatch.setattr(missing, "time_rows", fake_rows)
+    assert first.predict(shrunk).ms == pytest.approx(second.predict(shrunk).ms)
+    assert len(timed) == 1  # the second model timed nothing
+    back = LatencyTable.load(tmp_path / "t.csv")  # a duplicate row would fail to load
+    assert back.get(signatures(shrunk)[1]).latency_ms == 0.5
+
+
 def test_policy_measure_refuses_a_table_from_another_machine(tmp_path: Path) -> None:
     arch = tiny_arch(8)
     table = fake_table(arch, {"host": "phone", "cpu": "snapdragon"})
