@@ -17,7 +17,7 @@ from helpers import fill_by_order
 from latency import drift, rows, runtime
 from latency.drift import Drift, level_factor, measure_drift, probe_arch, record_probe
 from latency.fit import robust_line
-from latency.measure import Protocol, Timing
+from latency.measure import Protocol
 from latency.missing import form_differs, machine_id, require_form
 from latency.model import LatencyEstimate, TableModel
 from latency.profiler import NEAR_BAND, build, calibration_networks, resolve_coverage
