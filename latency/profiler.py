@@ -298,10 +298,10 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protoc
     least-squares line: on a noisy machine a slope and an offset fitted on ten networks
     of similar size swing wildly (we saw 2.6x - 5.5 ms), while the median ratio shrugs
     off a few disturbed measurements; the round-robin row timings leave a bias close to
-    a pure scale (BENCHMARKS.md). ONNX Runtime tables: a robust line (Theil-Sen), since
-    inside a network the later, weight-heavy pieces run slower than alone (their
-    weights stream from memory: BENCHMARKS.md, issue 28), a bias that grows with the
-    network and that one ratio cannot follow. Fitted on networks near the price the
+    a pure scale (BENCHMARKS.md). ONNX Runtime tables: a robust line (Theil-Sen): the
+    rows less their boundaries leave a bias with an offset as well as a scale, which one
+    ratio cannot follow (BENCHMARKS.md, issue 28; a weight-count term, tried beside it on
+    networks timed in steady state, did not help). Fitted on networks near the price the
     run will ask about (`build(near=...)`), the line is a local one.
 
     Beside it, what a FLOPs model fitted on the same networks gets (`ms = a * MMACs +
