@@ -118,6 +118,10 @@ def quantize_int8(model: bytes, batches: Sequence[np.ndarray], input_name: str =
     class Reader(_Feed, CalibrationDataReader):
         pass
 
+    # The quantiser's own calibration sessions log at warning level (an unused
+    # initializer now and then), which would break into the build's progress lines.
+    _ort().set_default_logger_severity(3)
+
     with tempfile.TemporaryDirectory(prefix="nas-int8-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))

@@ -199,9 +199,10 @@ def _result_section(metrics: dict, refs: list[dict[str, Any]], target_ms: float 
         speed = (f"; under ONNX Runtime int8 runs {int8_ms:.4g} ms against fp32's "
                  f"{fp32_ms:.4g} ms ({int8_ms / fp32_ms:.2f}x"
                  f"{', slower' if int8_ms > fp32_ms else ''})" if int8_ms and fp32_ms else "")
+        drop = 100 * metrics["int8_top1_drop"]
         lines.append(f"Int8 (`model.int8.onnx`, static QDQ): test top-1 "
-                     f"**{_fmt(metrics['int8_test_top1'])}**, "
-                     f"{100 * metrics['int8_top1_drop']:+.2f} points below fp32{speed}.")
+                     f"**{_fmt(metrics['int8_test_top1'])}**, {abs(drop):.2f} points "
+                     f"{'below' if drop >= 0 else 'above'} fp32{speed}.")
     lines += ["", f"Beside the reference nets at the same input size, under the same latency "
               f"model ({metrics['latency_source']}):", ""]
     rows = [{"network": "this run", "test top-1": metrics["test_top1"],

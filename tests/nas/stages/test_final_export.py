@@ -148,8 +148,10 @@ def test_every_stage_in_one_run(tmp_path: Path) -> None:
         f"ms** predicted, target {summary['target_ms']:.4g} ms (meets it)")
     assert lines[5].startswith("Measured on this machine (") and "(onnxruntime)" in lines[5]
     assert "; not compared: the latency model is the MMACs" in lines[5]
+    drop = 100 * metrics["int8_top1_drop"]
+    said = f"{abs(drop):.2f} points {'below' if drop >= 0 else 'above'} fp32"
     assert any(line.startswith("Int8 (`model.int8.onnx`, static QDQ): test top-1 **")
-               for line in lines[6:9])
+               and said in line for line in lines[6:9])
     again = subprocess.run([NAS, "resume", str(run)], capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "final_train: already done" in again.stderr
