@@ -26,7 +26,7 @@ from latency.measure import STEADY, Protocol, arch_runner, time_interleaved
 from latency.profiler import resolve_coverage
 from search_spaces.arch import Arch, load_arch
 from search_spaces.counting import count
-from search_spaces.reference import load_reference
+from search_spaces.reference import BASELINES, load_reference
 from search_spaces.transforms import with_input, with_width_multiplier
 
 # Networks per interleaved group: fp32 and int8 of each, so 16 runners, as the check's
@@ -41,14 +41,14 @@ def networks(args: argparse.Namespace) -> list[tuple[Arch, str]]:
                                 skeleton=args.skeleton)
     out = [(a.replace(name=f"{kind} {i}"), kind)
            for i, (a, kind) in enumerate(draw(coverage, args.samples, args.seed, 8, set()))]
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+    for name in BASELINES:
         ref = with_input(load_reference(name), args.resolution, classes, stem)
         for m in (0.5, 1.0):
             out.append((with_width_multiplier(ref, m).replace(name=f"{name} x{m:g}"),
                         "reference"))
     for path in args.arch:
-        run = Path(path).resolve().parent  # <experiment>/<run>/final/arch.json
-        out.append((load_arch(path).replace(name=f"{run.parent.parent.name} {run.name}"),
+        final = Path(path).resolve().parent  # <experiment>/<run>/final/arch.json
+        out.append((load_arch(path).replace(name=f"{final.parent.parent.name} {final.name}"),
                     "given"))
     return out
 
