@@ -30,7 +30,11 @@ Then `--measure`, run alone on the machine, times every final network end to end
 exported ONNX file under ONNX Runtime, the torch model under eager torch; 1 thread,
 batch 1; the median of 30 runs, and the table's own protocol, p10 of 30, for the
 prediction error), `--passes` times over, into `--measured` (every pass), and prints the
-median over passes per network and their mean and std per config. Needs
+median over passes per network and their mean and std per config. `off_target` and
+`table_error` compare with the runtime the table prices (ONNX Runtime fp32 since issue
+28; the issue-13 results in benchmarks/results/latency_aware*.csv priced eager torch,
+reproduced with `--work`, `--measured` and `--kept` naming them and
+`--set latency.backend=torch latency.path=tables/mobilenetv3_small_32.csv`). Needs
 ../shared/data/cifar10/train.npz. On a machine without the run directories,
 `--measure --from-kept` times the networks kept in `--kept` instead (their arch.json
 with fresh weights, priced by this machine's table, built first if missing).
@@ -61,7 +65,7 @@ import pandas as pd
 from torch import nn
 
 from common import NARROWEST, RESULTS, ROOT, final_training, hand_designed, say, widest_multiplier
-from latency.deployed import time_exported
+from latency.deployed import pricing, time_exported, timing_key
 from latency.measure import Protocol
 from nas.config import load_config
 from nas.experiment import Experiment, open_experiment
@@ -100,7 +104,7 @@ EXTRA: list[str] = []  # --set: overrides for every run (a smoke run's budgets)
 def keep(final: Path, kept: Path, name: str) -> None:
     """Copy a finished network's arch.json and metrics.json into `kept` as `name`.*:
     the run directories are scratch that a new machine does not have, but a network's
-    latency needs only its architecture (benchmarks/results/latency_aware/, tracked)."""
+    latency needs only its architecture (benchmarks/results/latency_aware_ort/, tracked)."""
     kept.mkdir(parents=True, exist_ok=True)
     for what in ("arch", "metrics"):
         shutil.copyfile(final / f"{what}.json", kept / f"{name}.{what}.json")
@@ -213,6 +217,7 @@ def measure(work: Path, out: Path, passes: int, kept: Path | None = None) -> pd.
     in it; `run_target_ms` is the one the network's run had (on the machine it ran on)."""
     exp = experiment([])
     table, target = exp.latency, exp.reward_target_ms
+    priced = timing_key(pricing(table).protocol)  # the runtime the table's ms are for
     with tempfile.TemporaryDirectory() as scratch:
         sources = finished(work) if kept is None else kept_networks(kept, Path(scratch))
         nets = []  # loaded once, timed every pass
@@ -225,11 +230,11 @@ def measure(work: Path, out: Path, passes: int, kept: Path | None = None) -> pd.
                    "table_ms": table.predict(arch).ms, "target_ms": target,
                    "run_target_ms": m["latency_target_ms"]}
             nets.append((row, arch, load_model(arch, weights), onnx))
-        return _time_passes(nets, out, passes)
+        return _time_passes(nets, out, passes, priced)
 
 
-def _time_passes(nets: list[tuple[dict, Arch, nn.Module, Path]], out: Path, passes: int
-                 ) -> pd.DataFrame:
+def _time_passes(nets: list[tuple[dict, Arch, nn.Module, Path]], out: Path, passes: int,
+                 priced: str) -> pd.DataFrame:
     """`nets` (row, arch, model, ONNX file) timed `passes` times over; see `measure`."""
     rows = []
     for p in range(passes):
@@ -246,8 +251,9 @@ def _time_passes(nets: list[tuple[dict, Arch, nn.Module, Path]], out: Path, pass
     pd.DataFrame(rows).to_csv(out, index=False)
     frame = (pd.DataFrame(rows).drop(columns="pass").groupby(["seed", "config"])
              .median().reset_index())
-    frame["torch_off_target"] = (frame["torch_median_ms"] / frame["target_ms"] - 1).abs()
-    frame["table_error"] = frame["table_ms"] / frame["torch_p10_ms"] - 1
+    frame["priced"] = priced
+    frame["off_target"] = (frame[f"{priced}_median_ms"] / frame["target_ms"] - 1).abs()
+    frame["table_error"] = frame["table_ms"] / frame[f"{priced}_p10_ms"] - 1
     return frame
 
 
@@ -262,11 +268,11 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true",
                     help="train the hand-designed baselines of --seeds (after their "
                          "table runs)")
-    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "latency_aware_ort")
     ap.add_argument("--measured", type=Path,
-                    default=RESULTS / "latency_aware.csv")
+                    default=RESULTS / "latency_aware_ort.csv")
     ap.add_argument("--kept", type=Path,
-                    default=RESULTS / "latency_aware",
+                    default=RESULTS / "latency_aware_ort",
                     help="where each finished network's arch.json and metrics.json are "
                          "kept (tracked; the run directories are scratch)")
     ap.add_argument("--from-kept", action="store_true",
@@ -293,7 +299,7 @@ def main() -> None:
     frame = measure(args.work, args.measured, args.passes,
                     kept if args.from_kept else None)
     cols = ["test_top1", "table_ms", "torch_median_ms", "onnxruntime_median_ms",
-            "torch_off_target", "table_error", "params"]
+            "off_target", "table_error", "params"]
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print()
