@@ -34,7 +34,8 @@ median over passes per network and their mean and std per config. `off_target` a
 `table_error` compare with the runtime the table prices (ONNX Runtime fp32 since issue
 28; the issue-13 results in benchmarks/results/latency_aware*.csv priced eager torch,
 reproduced with `--work`, `--measured` and `--kept` naming them and
-`--set latency.backend=torch latency.path=tables/mobilenetv3_small_32.csv`). Needs
+`--set latency.backend=torch latency.path=runs/tables/mobilenetv3_small_32.csv`, run
+from the repository root: a `--set` path is read from the working directory). Needs
 ../shared/data/cifar10/train.npz. On a machine without the run directories,
 `--measure --from-kept` times the networks kept in `--kept` instead (their arch.json
 with fresh weights, priced by this machine's table, built first if missing).
