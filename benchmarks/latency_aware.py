@@ -145,9 +145,16 @@ def run_one(config: str, seed: int, work: Path) -> RunDir:
 def run_baselines(seed: int, work: Path, kept: Path) -> None:
     """MobileNetV3-Small and its width multiplier at the `table` run's latency, each
     trained like the runs' final network into `<work>/<baseline>_s<seed>/final/` (arch,
-    weights, ONNX and metrics, as a run's `final/` has them); done ones are skipped."""
-    table_run = RunDir(runs_of("table", seed, work)[-1])
-    searched = json.loads(table_run.final.metrics_json.read_text())
+    weights, ONNX and metrics, as a run's `final/` has them); done ones are skipped.
+    The `table` run's latency comes from its run directory, else from its metrics kept
+    in `kept` (a machine without the run directories)."""
+    tables = runs_of("table", seed, work)
+    metrics = (RunDir(tables[-1]).final.metrics_json if tables
+               else kept / f"table_s{seed}.metrics.json")
+    if not metrics.is_file():
+        raise SystemExit(f"baselines seed {seed}: need the table run's latency; run "
+                         f"--configs table --seeds {seed} first")
+    searched = json.loads(metrics.read_text())
     exp = experiment([f"seed={seed}"])  # the table and the resolved target, as the runs had
     cfg, splits, latency = exp.config, exp.data, exp.latency
     assert latency is not None

@@ -59,9 +59,7 @@ def draw(coverage: Coverage, n: int, seed: int, channel_step: int,
     out: list[tuple[Arch, str]] = []
     seen = set(exclude)
     if near is not None:
-        pool = [a for a, _ in coverage.sample(10 * n, rng, channel_step)
-                if a.hash() not in seen]
-        pool = list({a.hash(): a for a in pool}.values())
+        pool = [a for a in coverage.pool(10 * n, rng, channel_step) if a.hash() not in seen]
         for arch in sorted(pool, key=near)[:n // 3]:
             seen.add(arch.hash())
             out.append((arch, "near"))

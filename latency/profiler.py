@@ -113,6 +113,11 @@ class Coverage:
                   for i in range(n - len(base))]
         return ([(a, "sampled") for a in base] + [(a, "shrunk") for a in shrunk])[:n]
 
+    def pool(self, n: int, rng: random.Random, channel_step: int) -> list[Arch]:
+        """The distinct networks of `sample(n, ...)`, in order: candidates to pick the
+        ones near a target from (a calibration's, a check's)."""
+        return list({a.hash(): a for a, _ in self.sample(n, rng, channel_step)}.values())
+
 
 def _presets() -> dict:
     return PRESETS
@@ -352,7 +357,7 @@ def calibration_networks(coverage: Coverage, n: int, seed: int, channel_step: in
     rng = random.Random(seed)
     if near_ms is None or price is None:
         return [a for a, _ in coverage.sample(n, rng, channel_step)]
-    pool = list({a.hash(): a for a, _ in coverage.sample(10 * n, rng, channel_step)}.values())
+    pool = coverage.pool(10 * n, rng, channel_step)
     distance = {a.hash(): float(np.log(price.predict(a).raw_ms / near_ms)) for a in pool}
     inside = sorted((a for a in pool if abs(distance[a.hash()]) <= np.log(NEAR_BAND)),
                     key=lambda a: distance[a.hash()])
