@@ -50,7 +50,7 @@ def pricing(model: LatencyModel) -> Pricing:
             return Pricing("MMACs (flops without ms_per_mmac: not milliseconds)", False,
                            Protocol())
         return Pricing(f"MACs x {model.ms_per_mmac:g} ms/MMAC + {model.offset_ms:g} ms, "
-                       "a proxy", True, Protocol())
+                       "a proxy", True, model.protocol)
     return Pricing(type(model).__name__, False, Protocol())
 
 

@@ -150,15 +150,20 @@ class FlopsModel(LatencyModel):
     ranking, not for a target in ms.
     """
 
-    def __init__(self, ms_per_mmac: float = 1.0, offset_ms: float = 0.0) -> None:
+    def __init__(self, ms_per_mmac: float = 1.0, offset_ms: float = 0.0,
+                 protocol: Protocol | None = None) -> None:
         if ms_per_mmac <= 0:
             raise UserError(f"ms_per_mmac: must be > 0, got {ms_per_mmac}")
         self.ms_per_mmac = ms_per_mmac
         self.offset_ms = offset_ms
+        # The runtime whose ms the scale was fitted to (the section's backend, dtype,
+        # threads): what the export measures to compare with.
+        self.protocol = protocol or Protocol()
 
     @classmethod
     def from_options(cls, opts: dict[str, Any]) -> "FlopsModel":
-        return cls(opts.get("ms_per_mmac", 1.0), opts.get("offset_ms", 0.0))
+        return cls(opts.get("ms_per_mmac", 1.0), opts.get("offset_ms", 0.0),
+                   protocol_from_options(opts))
 
     def predict(self, arch: Arch) -> LatencyEstimate:
         mmacs = count(arch)[1] / 1e6

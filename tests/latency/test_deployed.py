@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import strict_json
-from latency.deployed import latency_record, pricing, time_exported
+from latency.deployed import latency_record, pricing, time_exported, timing_key
 from latency.measure import Protocol, Timing
 from latency.missing import machine_id
 from latency.model import FlopsModel, MeasureModel, TableModel
@@ -34,6 +34,9 @@ def test_what_each_latency_model_describes() -> None:
     flops = pricing(FlopsModel(0.378))
     assert flops.here and flops.describes.endswith("a proxy")
     assert not pricing(FlopsModel()).here  # uncalibrated: its "ms" are MMACs
+    # a scale fitted to a runtime's ms is compared with that runtime, not eager torch
+    ort = pricing(FlopsModel.from_options({"ms_per_mmac": 0.03, "backend": "onnxruntime"}))
+    assert ort.protocol.backend == "onnxruntime" and timing_key(ort.protocol) == "onnxruntime"
 
 
 def test_the_record_compares_only_with_the_device_the_model_describes() -> None:

@@ -143,3 +143,12 @@ def _data_lines(path: Path) -> int:
         return 0
     lines = path.read_text().splitlines()
     return max(0, sum(1 for l in lines if l and not l.startswith("#")) - 1)
+
+
+def test_a_pool_is_the_samples_distinct_networks_in_order() -> None:
+    # one network's coverage: the network once, then 11 random shrinks of it
+    cov = resolve_coverage("mobilenet_v3_small", 32, 1, 10)
+    drawn = [a.hash() for a, _ in cov.sample(12, random.Random(5), 8)]
+    pool = [a.hash() for a in cov.pool(12, random.Random(5), 8)]
+    assert pool == list(dict.fromkeys(drawn))
+    assert len(pool) < len(drawn)  # shrinks of one network repeat: each kept once
