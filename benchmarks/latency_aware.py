@@ -40,6 +40,8 @@ from the repository root: a `--set` path is read from the working directory). Ne
 `--measure --from-kept` times the networks kept in `--kept` instead (their arch.json
 with fresh weights, priced by this machine's table, built first if missing).
 
+    # seeds side by side share the one timing lock (the default NAS_TIMING_LOCK): a lock
+    # per process would time the table's missing rows beside the other seeds' training
     taskset -c 0 python benchmarks/latency_aware.py --seeds 0 2 &
     taskset -c 1 python benchmarks/latency_aware.py --seeds 1
     python benchmarks/latency_aware.py --baselines --seeds 0 1 2   # after the table runs
