@@ -19,8 +19,8 @@ from netadapt.config import NetAdaptConfig
 from search_spaces.arch import Arch
 from search_spaces.factorized import FAMILIES, FactorizedSpace
 from search_spaces.infra import limits
-from search_spaces.infra.checks import (each, named, non_negative, percentage, plain_name,
-                                        positive)
+from search_spaces.infra.checks import (at_least_one, each, named, non_negative, open_unit,
+                                        percentage, plain_name, positive)
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.strict import apply_overrides, load_dataclass, read_yaml
 from search_spaces.skeletons import Skeleton
@@ -162,6 +162,14 @@ class ProxyCheckConfig:
     evaluators: list[str] = field(default_factory=lambda: list(EVALUATORS),
                                   metadata={"check": each(named(EVALUATORS))})
     pool: int = field(default=10, metadata={"check": positive})  # random children per arch
+    # Stand-alone trainings per architecture, each under its own seed: with 2 or more,
+    # the tau between the first two is the ceiling no evaluator can be expected to pass.
+    reference_seeds: int = field(default=1, metadata={"check": at_least_one})
+    # The band the search picks from: the reward's target +- `band` (relative). Tau is
+    # reported inside it too, and `band_archs` more architectures are drawn from it.
+    band: float = field(default=0.15, metadata={"check": open_unit})
+    band_archs: int = field(default=0, metadata={"check": non_negative})
+    bootstrap: int = field(default=1000, metadata={"check": non_negative})  # CI resamples
 
 
 STAGES = ("search", "netadapt", "final_train", "export")

@@ -8,6 +8,12 @@ weight-sharing supernet of `supernet:`, trained once) and by a stand-alone train
 of `proxy_check.epochs`, and the report gives Kendall's tau and Spearman's rho of
 each evaluator against the long training, with what each costs per child.
 
+With `reference_seeds: 2` the long training runs twice under two seeds, and the tau
+between the two is the ceiling: the best ranking any evaluator can be expected to
+show against a reference that noisy. Each tau comes with a bootstrap interval (the
+architectures resampled), on the whole set and inside the band the search picks
+from (the reward's target +- `band`), where `band_archs` more architectures are drawn.
+
 Results go into a run directory of their own (`<name>_proxy_check/<stamp>/`):
 `proxy_check.csv` (append-only, so a killed check resumes with `nas proxy-check
 RUN_DIR`), `proxy_check.json` (the summary) and `proxy_check.png` (a scatter plot,
@@ -27,30 +33,62 @@ import pandas as pd
 from nas.experiment import Experiment, open_experiment
 from nas.rundir import RunDir
 from nas.search.evaluators import make_evaluator
+from nas.search.core import trial_seed
 from nas.search.evaluators.train import train_children
 from search_spaces.counting import count
+from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import TrialLog, read_frame, save_figure, write_json
 from search_spaces.infra.jobs import JobResult
+from search_spaces.infra.seeds import seed_for
 
 COLUMNS = ["index", "arch_hash", "decisions", "latency_ms", "params", "macs", "evaluator",
            "accuracy", "wall_s", "error"]
 LONG = "long"  # the stand-alone training every evaluator is ranked against
+MIN_BAND_ARCHS = 4  # fewer architectures inside the band: no tau reported there
+
+
+def reference_label(k: int) -> str:
+    """The evaluator column of the k-th (1-based) stand-alone training: long, long_2, ..."""
+    return LONG if k == 1 else f"{LONG}_{k}"
+
+
+def reference_seed(seed: int, index: int, k: int) -> int:
+    """Architecture `index`'s training seed in its k-th reference: the first is seeded as
+    the search seeds trial `index` (so checks made with one reference keep their rows),
+    the others each from a stream of their own."""
+    if k == 1:
+        return trial_seed(seed, index)
+    return seed_for(seed, f"proxy_check/reference{k}/{index}")
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b (ties in either ranking handled); NaN for fewer than 2 pairs."""
     a, b = np.asarray(x, float), np.asarray(y, float)
-    n = len(a)
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(n):
-        da, db = np.sign(a[i + 1:] - a[i]), np.sign(b[i + 1:] - b[i])
-        both = da * db
-        concordant += int((both > 0).sum())
-        discordant += int((both < 0).sum())
-        ties_a += int(((da == 0) & (db != 0)).sum())
-        ties_b += int(((db == 0) & (da != 0)).sum())
+    upper = np.triu_indices(len(a), 1)
+    da = np.sign(a[:, None] - a[None, :])[upper]
+    db = np.sign(b[:, None] - b[None, :])[upper]
+    both = da * db
+    concordant, discordant = int((both > 0).sum()), int((both < 0).sum())
+    ties_a, ties_b = int(((da == 0) & (db != 0)).sum()), int(((db == 0) & (da != 0)).sum())
     denom = np.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
     return float((concordant - discordant) / denom) if denom else float("nan")
+
+
+def tau_interval(x: Sequence[float], y: Sequence[float], resamples: int, seed: int = 0,
+                 level: float = 0.95) -> list[float]:
+    """The percentile bootstrap interval of Kendall's tau: the architectures resampled
+    with replacement `resamples` times ([nan, nan] with none, or under 3 of them)."""
+    a, b = np.asarray(x, float), np.asarray(y, float)
+    if resamples <= 0 or len(a) < 3:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    taus = np.array([kendall_tau(a[pick], b[pick])
+                     for pick in rng.integers(0, len(a), (resamples, len(a)))])
+    taus = taus[~np.isnan(taus)]
+    if not len(taus):
+        return [float("nan"), float("nan")]
+    tail = (1 - level) / 2
+    return [float(q) for q in np.quantile(taus, [tail, 1 - tail])]
 
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
@@ -59,64 +97,135 @@ def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
     return float(rx.corr(ry))
 
 
+def _evenly(count_: int, n: int) -> list[int]:
+    """`n` evenly spaced positions of `count_` (all of them when there are no more)."""
+    if count_ <= n:
+        return list(range(count_))
+    return [int(i) for i in np.linspace(0, count_ - 1, n).round().astype(int)]
+
+
 def spread_over_latency(space: Any, predict: Callable[[Any], float], archs: int, pool: int,
-                        seed: int) -> list[dict[str, Any]]:
+                        seed: int, band: tuple[float, float] | None = None,
+                        band_archs: int = 0) -> list[dict[str, Any]]:
     """`archs` distinct children at evenly spaced latency quantiles of a seeded pool of
-    `archs * pool` random ones."""
+    `archs * pool` random ones, then up to `band_archs` more, evenly spaced among the
+    pool's children inside `band` (ms, inclusive) once `band_archs * pool` more random
+    ones have joined it. The first `archs` do not depend on the band."""
     rng = random.Random(seed)
     seen: dict[str, tuple[float, dict[str, Any]]] = {}
-    for _ in range(archs * pool):
-        values = space.sample(rng)
-        arch = space.decode(values)
-        if arch.hash() not in seen:
-            seen[arch.hash()] = (predict(arch), values)
+
+    def draw(n: int) -> None:
+        for _ in range(n):
+            values = space.sample(rng)
+            arch = space.decode(values)
+            if arch.hash() not in seen:
+                seen[arch.hash()] = (predict(arch), values)
+
+    draw(archs * pool)
     ranked = sorted(seen.values(), key=lambda item: item[0])
-    if len(ranked) < archs:
-        return [values for _, values in ranked]
-    picks = np.linspace(0, len(ranked) - 1, archs).round().astype(int)
-    return [ranked[i][1] for i in picks]
+    picks = [ranked[i] for i in _evenly(len(ranked), archs)]
+    if band is not None and band_archs:
+        draw(band_archs * pool)
+        taken = {id(p) for p in picks}
+        inside = sorted((item for item in seen.values()
+                         if band[0] <= item[0] <= band[1] and id(item) not in taken),
+                        key=lambda item: item[0])
+        picks += [inside[j] for j in _evenly(len(inside), band_archs)]
+    return [values for _, values in picks]
 
 
 def _succeeded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["error"].isna() | (frame["error"].astype(str) == "")]
 
 
-def summarise(frame: pd.DataFrame, setup_s: dict[str, float] | None = None) -> dict[str, Any]:
-    """Each evaluator's tau and rho against the long training, and its cost per child
-    (with its one-off training, `setup_s` by evaluator, amortised over 1,000)."""
+def _references(columns: Sequence[str]) -> list[str]:
+    """The reference columns present, in seed order (long, long_2, ...)."""
+    return [reference_label(k) for k in range(1, len(columns) + 1)
+            if reference_label(k) in columns]
+
+
+def _ranking(x: pd.Series, y: pd.Series, resamples: int, seed: int) -> dict[str, Any]:
+    return {"archs": len(x), "kendall_tau": kendall_tau(x, y),
+            "tau_ci95": tau_interval(x, y, resamples, seed)}
+
+
+def summarise(frame: pd.DataFrame, setup_s: dict[str, float] | None = None,
+              band: tuple[float, float] | None = None, resamples: int = 1000,
+              seed: int = 0) -> dict[str, Any]:
+    """Each evaluator's tau (with its bootstrap interval) and rho against the first long
+    training, on the whole set and inside `band` (ms), and its cost per child (with its
+    one-off training, `setup_s` by evaluator, amortised over 1,000); with a second long
+    training, the ceiling: its tau against the first, and each evaluator's share of it."""
     ok = _succeeded(frame)
     wide = ok.pivot_table(index="index", columns="evaluator", values="accuracy")
+    latency = ok.groupby("index")["latency_ms"].first()
     out: dict[str, Any] = {"archs": int(wide.shape[0]), "evaluators": {}}
+    if band is not None:
+        out["band_ms"] = [float(band[0]), float(band[1])]
     if LONG not in wide:
         return out
-    for name in [c for c in wide.columns if c != LONG]:
+    references = _references(list(wide.columns))
+
+    def score(name: str) -> dict[str, Any]:
         both = wide[[name, LONG]].dropna()
+        entry = _ranking(both[name], both[LONG], resamples, seed)
+        entry["spearman_rho"] = spearman_rho(both[name], both[LONG])
+        if band is not None:
+            ms = latency.reindex(both.index)
+            inside = both[(ms >= band[0]) & (ms <= band[1])]
+            entry["band"] = (_ranking(inside[name], inside[LONG], resamples, seed)
+                             if len(inside) >= MIN_BAND_ARCHS else {"archs": len(inside)})
         cost = ok[ok["evaluator"] == name]["wall_s"]
-        entry = {"archs": len(both), "kendall_tau": kendall_tau(both[name], both[LONG]),
-                 "spearman_rho": spearman_rho(both[name], both[LONG]),
-                 "s_per_child": float(cost.median()) if len(cost) else float("nan")}
+        entry["s_per_child"] = float(cost.median()) if len(cost) else float("nan")
+        return entry
+
+    if len(references) > 1:
+        out["ceiling"] = {**score(references[1]), "between": [LONG, references[1]]}
+    for name in [c for c in wide.columns if c not in references]:
+        entry = score(name)
         setup = (setup_s or {}).get(name)
         if setup is not None:
             entry[f"{name}_train_s"] = setup
             # amortised over 1,000 children, as the benchmark counts it
             entry["s_per_child_amortised_1000"] = entry["s_per_child"] + setup / 1000
+        if "ceiling" in out and out["ceiling"]["kendall_tau"] > 0:  # else no share
+            entry["of_ceiling"] = entry["kendall_tau"] / out["ceiling"]["kendall_tau"]
         out["evaluators"][name] = entry
-    long_cost = ok[ok["evaluator"] == LONG]["wall_s"]
+    long_cost = ok[ok["evaluator"].isin(references)]["wall_s"]
     out["long_s_per_child"] = float(long_cost.median()) if len(long_cost) else float("nan")
     return out
 
 
+def _tau_text(entry: dict[str, Any] | None) -> str:
+    """`0.220 [0.05, 0.40]`, or `- (n)` when too few architectures were there."""
+    if not entry or "kendall_tau" not in entry:
+        return f"- ({entry['archs']} archs)" if entry else "-"
+    lo, hi = entry["tau_ci95"]
+    ci = "" if np.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
+    return f"{entry['kendall_tau']:.3f}{ci}"
+
+
 def print_table(summary: dict[str, Any], epochs: float, out: Callable[[str], None]) -> None:
-    out(f"{'evaluator':<10} {'archs':>5} {'Kendall tau':>11} {'Spearman':>9} "
-        f"{'s/child':>8}  vs {epochs:g}-epoch stand-alone training "
+    band = summary.get("band_ms")
+    band_head = f"in band {band[0]:.3g}-{band[1]:.3g} ms" if band else "in band"
+    out(f"{'evaluator':<10} {'archs':>5} {'Kendall tau [95% CI]':>22} {band_head:>26} "
+        f"{'Spearman':>9} {'s/child':>8}  vs {epochs:g}-epoch stand-alone training "
         f"({summary.get('long_s_per_child', float('nan')):.0f} s/child)")
-    for name, e in summary["evaluators"].items():
+    rows = dict(summary["evaluators"])
+    if "ceiling" in summary:
+        rows = {"ceiling": summary["ceiling"], **rows}
+    for name, e in rows.items():
         extra = ""
+        if "of_ceiling" in e:
+            extra += f"  ({e['of_ceiling']:.2f} of the ceiling)"
         if f"{name}_train_s" in e:
-            extra = (f"  (+ {e[f'{name}_train_s']:.0f} s {name} training; "
-                     f"{e['s_per_child_amortised_1000']:.2f} s/child over 1,000)")
-        out(f"{name:<10} {e['archs']:>5} {e['kendall_tau']:>11.3f} {e['spearman_rho']:>9.3f} "
-            f"{e['s_per_child']:>8.2f}{extra}")
+            extra += (f"  (+ {e[f'{name}_train_s']:.0f} s {name} training; "
+                      f"{e['s_per_child_amortised_1000']:.2f} s/child over 1,000)")
+        out(f"{name:<10} {e['archs']:>5} {_tau_text(e):>22} {_tau_text(e.get('band')):>26} "
+            f"{e['spearman_rho']:>9.3f} {e['s_per_child']:>8.2f}{extra}")
+    if "ceiling" in summary:
+        out(f"ceiling: the {summary['ceiling']['between'][1]} training (another seed) "
+            f"ranked against the {LONG} one")
 
 
 def _plot(frame: pd.DataFrame, path: Path, epochs: float) -> bool:
@@ -128,7 +237,7 @@ def _plot(frame: pd.DataFrame, path: Path, epochs: float) -> bool:
         return False
     ok = _succeeded(frame)
     wide = ok.pivot_table(index="index", columns="evaluator", values="accuracy")
-    names = [c for c in wide.columns if c != LONG]
+    names = [c for c in wide.columns if c != LONG]  # a second reference: the ceiling
     if LONG not in wide or not names:
         return False
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
@@ -156,6 +265,7 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
     else:
         extra = list(overrides or []) + ([f"proxy_check.archs={archs}"] if archs else [])
         exp = open_experiment(path, extra, reward=False, log=say)
+    target_band(exp)  # refused before anything is written
     if run is None:
         cfg = exp.config
         assert cfg.output_dir is not None and cfg.name is not None
@@ -165,13 +275,27 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
         return _check(run, exp, say)
 
 
+def target_band(exp: Experiment) -> tuple[float, float] | None:
+    """The band the search picks from, in ms: the reward's target +- `proxy_check.band`
+    (None without a target, which `band_archs` cannot do without)."""
+    pc, target = exp.config.proxy_check, exp.reward_target_ms
+    if target is None:
+        if pc.band_archs:
+            raise UserError("proxy_check.band_archs: the band lies around the reward's "
+                            "target; set reward.target_ms or reward.target_ratio",
+                            exp.config.source)
+        return None
+    return target * (1 - pc.band), target * (1 + pc.band)
+
+
 def _check(run: RunDir, exp: Experiment, say: Callable[[str], None]) -> Path:
     """Score the proxy check's architectures in `run`, resuming what it has."""
     cfg, space, latency = exp.config, exp.space, exp.latency
     assert latency is not None
     pc = cfg.proxy_check
+    target, band = exp.reward_target_ms, target_band(exp)
     picked = spread_over_latency(space, lambda a: latency.predict(a).ms, pc.archs, pc.pool,
-                                 cfg.seed)
+                                 cfg.seed, band, pc.band_archs)
     logfile = TrialLog(run.proxy_check_csv, COLUMNS)
     done = {(int(r["index"]), r["evaluator"]) for r in logfile.read()}
     info = {}
@@ -196,19 +320,29 @@ def _check(run: RunDir, exp: Experiment, say: Callable[[str], None]) -> Path:
     def todo(evaluator: str) -> list[tuple[int, dict[str, Any]]]:
         return [(i, values) for i, values in enumerate(picked) if (i, evaluator) not in done]
 
+    ms = [row["latency_ms"] for row in info.values()]
     say(f"proxy check: {len(picked)} architectures of {space.name} from "
-        f"{info[0]['latency_ms']:.2f} to {info[len(picked) - 1]['latency_ms']:.2f} ms; "
-        f"evaluators {', '.join(pc.evaluators)} against {pc.epochs:g} epochs stand-alone")
+        f"{min(ms):.2f} to {max(ms):.2f} ms; evaluators {', '.join(pc.evaluators)} against "
+        f"{pc.epochs:g} epochs stand-alone"
+        + (f" x {pc.reference_seeds} seeds" if pc.reference_seeds > 1 else ""))
+    if band is not None:
+        inside = sum(band[0] <= m <= band[1] for m in ms)
+        say(f"proxy check: {inside} of them inside the band {band[0]:.3g}-{band[1]:.3g} ms "
+            f"(target {target:.3g} ms +- {pc.band:.0%})")
     setup_s = {}
     for name in pc.evaluators:  # the same evaluators the search uses
         evaluator = make_evaluator(name)
         setup = evaluator.score_children(exp, run, todo(name), recorder(name), say)
         if setup is not None:
             setup_s[name] = setup
-    train_children(exp, run, todo(LONG), recorder(LONG), epochs=pc.epochs, label=LONG)
+    for k in range(1, pc.reference_seeds + 1):
+        label = reference_label(k)
+        train_children(exp, run, todo(label), recorder(label), epochs=pc.epochs, label=label,
+                       seed_of=lambda i, k=k: reference_seed(cfg.seed, i, k))
     frame = read_frame(logfile.path, COLUMNS, ("accuracy",))
-    summary = summarise(frame, setup_s)
-    summary.update(epochs=pc.epochs, space=space.name, data=exp.data.summary())
+    summary = summarise(frame, setup_s, band, pc.bootstrap, cfg.seed)
+    summary.update(epochs=pc.epochs, space=space.name, data=exp.data.summary(),
+                   target_ms=target, reference_seeds=pc.reference_seeds)
     write_json(run.proxy_check_json, summary)
     print_table(summary, pc.epochs, print)
     if _plot(frame, run.proxy_check_png, pc.epochs):

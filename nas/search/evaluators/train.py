@@ -44,12 +44,15 @@ class TrainEvaluator(Evaluator):
 
 def train_children(exp: "Experiment", run: "RunDir",
                    children: Sequence[tuple[int, Mapping[str, Any]]], record: ChildRecord,
-                   epochs: float | None = None, label: str = "train") -> None:
+                   epochs: float | None = None, label: str = "train",
+                   seed_of: Callable[[int], int] | None = None) -> None:
     """Train each of `children` stand-alone (`epochs`, or `train:`'s budget) with the
-    experiment's executor, seeded as the search seeds a trial of the same index."""
+    experiment's executor, seeded by `seed_of(index)`, by default as the search seeds a
+    trial of the same index."""
     cfg = exp.config
-    jobs = [Job(f"{label}_{i}", exp.space.decode(values), trial_seed(cfg.seed, i),
-                epochs=epochs) for i, values in children]
+    seed = seed_of or (lambda i: trial_seed(cfg.seed, i))
+    jobs = [Job(f"{label}_{i}", exp.space.decode(values), seed(i), epochs=epochs)
+            for i, values in children]
     if not jobs:
         return
     executor = make_executor(cfg.search.executor, make_step(exp.data, cfg.train), cfg.ray,
