@@ -182,15 +182,20 @@ def _stream(data: ImageSet, batch: int, g: torch.Generator, skip: int = 0
         first = 0
 
 
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int,
           log: Callable[[str], None] | None = None, checkpoint: Path | None = None,
-          checkpoint_every: int = 200) -> TrainStats:
+          checkpoint_every: int = 200, loss_fn: LossFn | None = None) -> TrainStats:
     """Train `model` in place from its current weights (fine-tuning works the same).
 
     With `checkpoint`, the whole training state (weights, optimizer, step, random
     streams) is saved there every `checkpoint_every` steps and a run started again
     with the same arguments continues from it, ending with the same weights as an
-    uninterrupted run. Raises `TrialError` when the loss becomes NaN or infinite.
+    uninterrupted run. `loss_fn(model, x, y)` is a step's loss (default: the cross
+    entropy of `model(x)`; a supernet's sandwich rule sums several children's). Raises
+    `TrialError` when the loss becomes NaN or infinite.
     """
     train_set = data.train if isinstance(data, Splits) else data
     if len(train_set) == 0:
@@ -223,7 +228,8 @@ def train(model: nn.Module, data: Splits | ImageSet, cfg: TrainConfig, seed: int
             lr = learning_rate(cfg, step, total)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss = loss_fn(model, x, y) if loss_fn is not None else \
+                F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise TrialError(f"loss became {value} at step {step + 1}")

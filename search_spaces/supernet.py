@@ -26,6 +26,7 @@ from torch.func import functional_call
 
 from search_spaces.arch import Arch, Layer
 from search_spaces.builder import Block, build_model
+from search_spaces.counting import count
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.infra.seeds import seed_for
 
@@ -71,6 +72,35 @@ def crop(t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         start = (have - want) // 2 if t.dim() == 4 and dim >= 2 else 0
         index.append(slice(start, start + want))
     return t[tuple(index)]
+
+
+def largest_child(space: FactorizedSpace) -> dict[str, Any]:
+    """The decisions with every option at its last (widest, deepest, largest op)."""
+    return {d.name: d.options[-1] for d in space.decisions}
+
+
+def smallest_child(space: FactorizedSpace) -> dict[str, Any]:
+    """The child of fewest MACs (then parameters): each decision in turn set to its
+    cheapest option given the others, until nothing changes. The options' order is no
+    guide here: the first op (`conv`) is a full convolution, dearer than `dsconv`."""
+    values = {d.name: d.options[0] for d in space.decisions}
+
+    def cost(v: Mapping[str, Any]) -> tuple[int, int]:
+        params, macs = count(space.decode(v))
+        return macs, params
+
+    best = cost(values)
+    for _ in range(len(space.decisions)):  # a bound; two or three rounds settle it
+        moved = False
+        for d in space.decisions:
+            for option in d.options:
+                trial = {**values, d.name: option}
+                c = cost(trial)
+                if c < best:
+                    values, best, moved = trial, c, True
+        if not moved:
+            break
+    return values
 
 
 class SuperNet(nn.Module):
@@ -158,9 +188,18 @@ class SuperNet(nn.Module):
                 slots.append(self.slot(i, j, arch.layers[len(slots)].kind))
         return arch, slots
 
-    def sample(self, step: int) -> dict[str, Any]:
-        """The uniformly drawn child of training step `step`."""
-        return self.space.sample(random.Random(seed_for(self.seed, f"supernet/step{step}")))
+    def sample(self, step: int, draw: int = 0) -> dict[str, Any]:
+        """The uniformly drawn child of training step `step` (its `draw`-th, when a step
+        trains several)."""
+        key = f"supernet/step{step}" + (f"/{draw}" if draw else "")
+        return self.space.sample(random.Random(seed_for(self.seed, key)))
+
+    def sandwich(self, step: int, random_children: int) -> list[dict[str, Any]]:
+        """The children of a sandwich-rule step (BigNAS sec. 3.1): the largest, the
+        smallest, then `random_children` drawn from the seed and `step` alone."""
+        if not hasattr(self, "_extremes"):  # computed once: a few hundred counts
+            self._extremes = (largest_child(self.space), smallest_child(self.space))
+        return [*self._extremes, *(self.sample(step, r) for r in range(random_children))]
 
     def shared_key(self, key: str, slots: Sequence[str]) -> str:
         """The shared tensor a child's state-dict entry is sliced from."""

@@ -34,11 +34,11 @@ from nas.experiment import Experiment, open_experiment
 from nas.rundir import RunDir
 from nas.search.evaluators import make_evaluator
 from nas.search.core import trial_seed
-from nas.search.evaluators.train import train_children
+from nas.search.evaluators.train import train_jobs
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import TrialLog, read_frame, save_figure, write_json
-from search_spaces.infra.jobs import JobResult
+from search_spaces.infra.jobs import Job, JobResult
 from search_spaces.infra.seeds import seed_for
 
 COLUMNS = ["index", "arch_hash", "decisions", "latency_ms", "params", "macs", "evaluator",
@@ -335,10 +335,14 @@ def _check(run: RunDir, exp: Experiment, say: Callable[[str], None]) -> Path:
         setup = evaluator.score_children(exp, run, todo(name), recorder(name), say)
         if setup is not None:
             setup_s[name] = setup
-    for k in range(1, pc.reference_seeds + 1):
-        label = reference_label(k)
-        train_children(exp, run, todo(label), recorder(label), epochs=pc.epochs, label=label,
-                       seed_of=lambda i, k=k: reference_seed(cfg.seed, i, k))
+    # The references interleaved by architecture: a check cut short still has every
+    # seed of the architectures it reached, so a partial ceiling means something.
+    references = [Job(f"{reference_label(k)}_{i}", space.decode(values),
+                      reference_seed(cfg.seed, i, k), epochs=pc.epochs)
+                  for i, values in enumerate(picked) for k in range(1, pc.reference_seeds + 1)
+                  if (i, reference_label(k)) not in done]
+    train_jobs(exp, run, references, lambda job, result: recorder(
+        job.name.rpartition("_")[0])(int(job.name.rpartition("_")[2]), result))
     frame = read_frame(logfile.path, COLUMNS, ("accuracy",))
     summary = summarise(frame, setup_s, band, pc.bootstrap, cfg.seed)
     summary.update(epochs=pc.epochs, space=space.name, data=exp.data.summary(),

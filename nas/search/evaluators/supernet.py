@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from nas.raytune import make_executor
 from nas.rundir import RunDir
 from nas.search.core import COLUMNS, SearchCore, run_inline, trial_seed
 from nas.search.evaluators.base import ChildRecord, Evaluator
+from nas.search.evaluators.sandwich import sandwich_loss
 from nas.search.rewards import Reward
 from nas.step import make_step
 from nas.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, train, wanted_threads
@@ -42,7 +43,7 @@ from search_spaces.infra.jobs import Executor, Job, JobResult, Step
 from search_spaces.infra.seeds import seed_for
 from search_spaces.infra.threads import available_cpus, torch_threads
 from search_spaces.infra.weights import load_torch, why
-from search_spaces.supernet import SuperNet
+from search_spaces.supernet import SuperNet, largest_child
 
 if TYPE_CHECKING:
     from nas.experiment import Experiment
@@ -75,6 +76,14 @@ class SupernetConfig:
     # CPUs of the supernet's Ray trial; absent: every CPU of a local Ray, else
     # ray.cpus_per_trial (GPUs: ray.gpus_per_trial).
     cpus: float | None = field(default=None, metadata={"check": positive})
+    # `single_path`: one uniformly drawn child a step (Guo et al. 2019). `sandwich`: the
+    # largest, the smallest and `random_children` drawn ones a step, summed (BigNAS
+    # sec. 3.1, n = 2); a step then costs 2 + random_children forward/backward passes.
+    sampling: Literal["single_path", "sandwich"] = "single_path"
+    random_children: int = field(default=2, metadata={"check": non_negative})
+    # With the sandwich: all but the largest learn from its outputs, not the labels
+    # (in-place distillation).
+    distill: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.steps is not None:
@@ -87,6 +96,17 @@ class SupernetConfig:
             else DEFAULT_EPOCHS
         return replace(base, epochs=epochs, steps=self.steps, lr=self.lr or base.lr / 4,
                        bn_recalibration=0)
+
+
+def describe_training(cfg: SupernetConfig, base: TrainConfig) -> str:
+    """`10 epochs of single-path sampling`, `600 steps of the sandwich rule (...)`."""
+    tcfg = cfg.train_config(base)
+    budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
+    if cfg.sampling == "single_path":
+        return f"{budget} of single-path sampling"
+    how = "in-place distillation" if cfg.distill else "labels only"
+    drawn = f"{cfg.random_children} random child{'' if cfg.random_children == 1 else 'ren'}"
+    return f"{budget} of the sandwich rule (largest, smallest and {drawn} a step; {how})"
 
 
 def checkpoint_of(out: Path) -> Path:
@@ -105,10 +125,12 @@ def supernet_step(space: FactorizedSpace, splits: Splits, base: TrainConfig,
         start = time.perf_counter()
         tcfg = cfg.train_config(base)
         supernet = SuperNet(space, job.seed)
+        loss = sandwich_loss(supernet, cfg.random_children, cfg.distill,
+                             tcfg.label_smoothing) if cfg.sampling == "sandwich" else None
         with compute_lock(), torch_threads(wanted_threads(tcfg)):
             stats = train(supernet, splits.train, tcfg, job.seed, log,
                           checkpoint=checkpoint_of(job.out),
-                          checkpoint_every=cfg.checkpoint_every)
+                          checkpoint_every=cfg.checkpoint_every, loss_fn=loss)
             supernet.cpu()
             atomic_save(supernet.state_dict(), job.out)
             scorer = ChildScorer(supernet, splits, tcfg, cfg.bn_batches, job.seed)
@@ -116,11 +138,6 @@ def supernet_step(space: FactorizedSpace, splits: Splits, base: TrainConfig,
         return JobResult(accuracy, "", time.perf_counter() - start, stats.images_per_s)
 
     return step
-
-
-def largest_child(space: FactorizedSpace) -> dict[str, Any]:
-    """The decisions with every option at its last (widest, deepest) value."""
-    return {d.name: d.options[-1] for d in space.decisions}
 
 
 def load_supernet(space: FactorizedSpace, path: Path, seed: int) -> SuperNet:
@@ -178,11 +195,8 @@ def ensure_supernet(space: FactorizedSpace, splits: Splits, base: TrainConfig,
     exists; a killed training continues from its checkpoint."""
     path = run.supernet_pt
     if not path.is_file():
-        tcfg = cfg.train_config(base)
         resumed = " (continuing from its checkpoint)" if checkpoint_of(path).is_file() else ""
-        budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
-        log(f"supernet: training {budget} of single-path sampling over {space.name}"
-            f"{resumed}")
+        log(f"supernet: training {describe_training(cfg, base)} over {space.name}{resumed}")
         results: list[JobResult] = []
         executor([Job("supernet", None, seed, out=path)], lambda job, r: results.append(r))
         if not results or results[0].accuracy is None:
@@ -337,9 +351,8 @@ class SupernetEvaluator(Evaluator):
     def describe(self, exp: "Experiment") -> list[str]:
         cfg = exp.config
         shared = sum(p.numel() for p in SuperNet(exp.space, cfg.seed).parameters())
-        tcfg = cfg.supernet.train_config(cfg.train)
-        budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
-        return [f"supernet: {shared:,} shared weights, trained {budget}; "
+        return [f"supernet: {shared:,} shared weights, trained "
+                f"{describe_training(cfg.supernet, cfg.train)}; "
                 f"{cfg.search.num_trials} children scored from it, the top "
                 f"{cfg.supernet.rerank_top_k} re-ranked by proxy training"]
 

@@ -10,7 +10,7 @@ from nas.raytune import make_executor, run_ray
 from nas.search.core import SearchCore, SearchFailed, run_inline, trial_seed
 from nas.search.evaluators.base import ChildRecord, Evaluator
 from nas.step import make_step
-from search_spaces.infra.jobs import Job
+from search_spaces.infra.jobs import Job, JobResult
 
 if TYPE_CHECKING:
     from nas.experiment import Experiment
@@ -43,18 +43,23 @@ class TrainEvaluator(Evaluator):
 
 
 def train_children(exp: "Experiment", run: "RunDir",
-                   children: Sequence[tuple[int, Mapping[str, Any]]], record: ChildRecord,
-                   epochs: float | None = None, label: str = "train",
-                   seed_of: Callable[[int], int] | None = None) -> None:
-    """Train each of `children` stand-alone (`epochs`, or `train:`'s budget) with the
-    experiment's executor, seeded by `seed_of(index)`, by default as the search seeds a
-    trial of the same index."""
-    cfg = exp.config
-    seed = seed_of or (lambda i: trial_seed(cfg.seed, i))
-    jobs = [Job(f"{label}_{i}", exp.space.decode(values), seed(i), epochs=epochs)
+                   children: Sequence[tuple[int, Mapping[str, Any]]],
+                   record: ChildRecord) -> None:
+    """Proxy-train each of `children` stand-alone with `train:`'s budget, seeded as the
+    search seeds a trial of the same index."""
+    jobs = [Job(f"train_{i}", exp.space.decode(values), trial_seed(exp.config.seed, i))
             for i, values in children]
+    train_jobs(exp, run, jobs,
+               lambda job, result: record(int(job.name.rpartition("_")[2]), result))
+
+
+def train_jobs(exp: "Experiment", run: "RunDir", jobs: Sequence[Job],
+               done: Callable[[Job, JobResult], None]) -> None:
+    """Train `jobs` stand-alone, in their order, with the experiment's executor (Ray:
+    as trials of the proxy check's experiment)."""
     if not jobs:
         return
+    cfg = exp.config
     executor = make_executor(cfg.search.executor, make_step(exp.data, cfg.train), cfg.ray,
                              run.ray_dir, "proxy_check")
-    executor(jobs, lambda job, result: record(int(job.name.rpartition("_")[2]), result))
+    executor(jobs, done)

@@ -143,6 +143,24 @@ def test_supernet_settings_are_checked_when_the_config_loads(tmp_path: Path) -> 
         load_config(exp, ["search.evaluator=train", "stages=[search, final_train]"])
     with pytest.raises(UserError, match="search.evaluator"):
         load_config(exp, ["search.evaluator=oneshot"])
+    with pytest.raises(UserError, match="supernet.sampling"):
+        load_config(exp, ["supernet.sampling=sandwiches"])
+    with pytest.raises(UserError, match="supernet.random_children"):
+        load_config(exp, ["supernet.sampling=sandwich", "supernet.random_children=-1"])
+
+
+def test_a_sandwich_supernet_trains_and_scores_children(tmp_path: Path, capsys) -> None:
+    exp = write_exp(tmp_path, trials=3, sn_steps=2)
+    exp.write_text(exp.read_text().replace("  rerank_top_k: 2\n", "  rerank_top_k: 0\n"
+                                           "  sampling: sandwich\n  random_children: 1\n"))
+    assert main(["search", str(exp)]) == 0
+    err = capsys.readouterr().err
+    assert "2 steps of the sandwich rule (largest, smallest and 1 random child a step; " \
+           "in-place distillation)" in err
+    run = only_run(tmp_path)
+    state = torch.load(run / "search" / "supernet.pt", weights_only=True)
+    assert int(state["sampled"]) == 2  # one count per step, not per child
+    assert len(pd.read_csv(run / "search" / "trials.csv")) == 3
 
 
 def _supernet_checkpoint(folder: Path) -> bool:
