@@ -197,9 +197,12 @@ class SuperNet(nn.Module):
     def sandwich(self, step: int, random_children: int) -> list[dict[str, Any]]:
         """The children of a sandwich-rule step (BigNAS sec. 3.1): the largest, the
         smallest, then `random_children` drawn from the seed and `step` alone."""
-        if not hasattr(self, "_extremes"):  # computed once: a few hundred counts
-            self._extremes = (largest_child(self.space), smallest_child(self.space))
-        return [*self._extremes, *(self.sample(step, r) for r in range(random_children))]
+        return [*self.extremes, *(self.sample(step, r) for r in range(random_children))]
+
+    @functools.cached_property
+    def extremes(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(largest, smallest) child: computed once, a few hundred counts."""
+        return largest_child(self.space), smallest_child(self.space)
 
     def shared_key(self, key: str, slots: Sequence[str]) -> str:
         """The shared tensor a child's state-dict entry is sliced from."""
