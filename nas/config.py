@@ -11,7 +11,7 @@ from nas.raytune import RayConfig
 from nas.resolve import anchor, resolve_net
 from nas.search.controller import ControllerConfig
 from nas.search.evaluators import EVALUATORS, WITH_WEIGHTS, make_evaluator
-from nas.search.evaluators.supernet import SupernetConfig
+from nas.search.evaluators.supernet import SupernetConfig, supernet_file
 from nas.search.rewards import RewardConfig
 from nas.search.strategies import STRATEGIES, EvolutionConfig
 from nas.train import TrainConfig
@@ -51,6 +51,9 @@ class SearchConfig:
     # inherited from one trained supernet (TuNAS, `supernet:`), thousands of children
     # for the cost of a few.
     evaluator: str = field(default="train", metadata={"check": named(EVALUATORS)})
+    # A supernet trained before (another run's folder or its search/supernet.pt), of the
+    # same space: the supernet evaluator scores children from it and trains none.
+    supernet: Path | None = None
 
 
 @dataclass
@@ -170,6 +173,10 @@ class ProxyCheckConfig:
     band: float = field(default=0.15, metadata={"check": open_unit})
     band_archs: int = field(default=0, metadata={"check": non_negative})
     bootstrap: int = field(default=1000, metadata={"check": non_negative})  # CI resamples
+    # Another check's run directory: its stand-alone trainings of the same architectures
+    # (matched by hash) are copied in rather than trained again, so evaluator settings
+    # compare against one reference (`nas.stages.proxycheck.reuse_references`).
+    references: Path | None = None
 
 
 STAGES = ("search", "netadapt", "final_train", "export")
@@ -310,6 +317,13 @@ def _check_stages(cfg: ExperimentConfig, path: Path) -> None:
         raise UserError(f"final.init: {init} fine-tunes the search's best child with the "
                         f"weights it inherits: it needs the search stage with "
                         f"search.evaluator: {init} and no netadapt stage between", str(path))
+    if cfg.search.supernet is not None:
+        if cfg.search.evaluator != "supernet":
+            raise UserError(f"search.supernet: only the supernet evaluator scores children "
+                            f"from a trained supernet (search.evaluator is "
+                            f"{cfg.search.evaluator}); set search.evaluator: supernet",
+                            str(path))
+        cfg.search.supernet = supernet_file(cfg.search.supernet, str(path))
     if "netadapt" in cfg.stages and cfg.netadapt is None:
         raise UserError("netadapt: missing required section (stages include netadapt)",
                         str(path))

@@ -38,6 +38,7 @@ from nas.search.evaluators.train import train_jobs
 from search_spaces.counting import count
 from search_spaces.infra.errors import UserError
 from search_spaces.infra.files import TrialLog, read_frame, save_figure, write_json
+from search_spaces.infra.strict import read_yaml
 from search_spaces.infra.jobs import Job, JobResult
 from search_spaces.infra.seeds import seed_for
 
@@ -266,6 +267,7 @@ def run_proxy_check(source: str | Path, overrides: list[str] | None = None,
         extra = list(overrides or []) + ([f"proxy_check.archs={archs}"] if archs else [])
         exp = open_experiment(path, extra, reward=False, log=say)
     target_band(exp)  # refused before anything is written
+    reference_source(exp)
     if run is None:
         cfg = exp.config
         assert cfg.output_dir is not None and cfg.name is not None
@@ -286,6 +288,74 @@ def target_band(exp: Experiment) -> tuple[float, float] | None:
                             exp.config.source)
         return None
     return target * (1 - pc.band), target * (1 + pc.band)
+
+
+# What a stand-alone reference training depends on besides its architecture and seed:
+# two checks that differ here do not share references.
+_REFERENCE_SETUP = {"data": None, "train": ("epochs", "threads", "device"),
+                    "search": ("space", "skeleton", "ops", "resolution", "stem_stride")}
+
+
+def _reference_setup(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a resolved config (`config.yaml`) its reference trainings depend on."""
+    setup: dict[str, Any] = {"proxy_check.epochs": (config.get("proxy_check") or {}).get("epochs")}
+    for section, keys in _REFERENCE_SETUP.items():
+        values = dict(config.get(section) or {})
+        if section == "train":  # the job sets epochs; threads and device change no result
+            values = {k: v for k, v in values.items() if k not in keys}
+        elif keys is not None:
+            values = {k: values.get(k) for k in keys}
+        for key, value in values.items():
+            setup[f"{section}.{key}"] = value
+    return setup
+
+
+def reference_source(exp: Experiment) -> RunDir | None:
+    """The check named by `proxy_check.references`, refused (before anything is written)
+    when it is not a run directory or trained its references under another setup."""
+    cfg = exp.config
+    if cfg.proxy_check.references is None:
+        return None
+    other = RunDir.open(cfg.proxy_check.references)
+    mine, theirs = (_reference_setup(exp.resolved_config()),
+                    _reference_setup(read_yaml(other.config_path) or {}))
+    differ = [k for k in mine if mine[k] != theirs.get(k)]
+    if differ:
+        key = differ[0]
+        raise UserError(f"proxy_check.references: {other.root} trained its references with "
+                        f"{key} = {theirs.get(key)!r}, this check with {mine[key]!r}",
+                        cfg.source)
+    return other
+
+
+def reuse_references(exp: Experiment, info: dict[int, dict[str, Any]],
+                     done: set[tuple[int, str]], logfile: TrialLog,
+                     say: Callable[[str], None]) -> int:
+    """Copy into this check the stand-alone trainings that `proxy_check.references`
+    (another check's run directory) made of the same architectures (by hash) under
+    the same data, training and epochs; returns how many rows were copied. What it
+    lacks trains here."""
+    other = reference_source(exp)
+    if other is None:
+        return 0
+    labels = [reference_label(k) for k in range(1, exp.config.proxy_check.reference_seeds + 1)]
+    rows = read_frame(other.proxy_check_csv, COLUMNS, ("accuracy",)) \
+        if other.proxy_check_csv.is_file() else pd.DataFrame(columns=COLUMNS)
+    rows = _succeeded(rows[rows["evaluator"].isin(labels)])
+    found = {(r.arch_hash, r.evaluator): r for r in rows.itertuples()}
+    copied = 0
+    for i, arch in info.items():
+        for label in labels:
+            r = found.get((arch["arch_hash"], label))
+            if r is None or (i, label) in done:
+                continue
+            logfile.append({**arch, "evaluator": label, "accuracy": r.accuracy,
+                            "wall_s": r.wall_s, "error": ""})
+            done.add((i, label))
+            copied += 1
+    if copied:
+        say(f"proxy check: {copied} stand-alone trainings copied from {other.root}")
+    return copied
 
 
 def _check(run: RunDir, exp: Experiment, say: Callable[[str], None]) -> Path:
@@ -335,6 +405,7 @@ def _check(run: RunDir, exp: Experiment, say: Callable[[str], None]) -> Path:
         setup = evaluator.score_children(exp, run, todo(name), recorder(name), say)
         if setup is not None:
             setup_s[name] = setup
+    reuse_references(exp, info, done, logfile, say)
     # The references interleaved by architecture: a check cut short still has every
     # seed of the architectures it reached, so a partial ceiling means something.
     references = [Job(f"{reference_label(k)}_{i}", space.decode(values),

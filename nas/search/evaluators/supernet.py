@@ -38,7 +38,7 @@ from nas.train import TrainConfig, evaluate, recalibrate_bn, resolve_device, tra
 from search_spaces.factorized import FactorizedSpace
 from search_spaces.infra.checks import non_negative, positive
 from search_spaces.infra.errors import UserError
-from search_spaces.infra.files import TrialLog, atomic_save, read_record, write_json
+from search_spaces.infra.files import TrialLog, atomic_save, atomic_write, read_record, write_json
 from search_spaces.infra.jobs import Executor, Job, JobResult, Step
 from search_spaces.infra.seeds import seed_for
 from search_spaces.infra.threads import available_cpus, torch_threads
@@ -140,6 +140,17 @@ def supernet_step(space: FactorizedSpace, splits: Splits, base: TrainConfig,
     return step
 
 
+def supernet_file(path: Path, source: str) -> Path:
+    """`search.supernet`'s file: the path itself, or a run folder's search/supernet.pt
+    (a UserError, naming the key and `source`, when there is none)."""
+    if path.is_dir():
+        path = RunDir(path).supernet_pt
+    if not path.is_file():
+        raise UserError(f"search.supernet: {path} does not exist (a run's folder, or its "
+                        f"search/supernet.pt, once that run's supernet is trained)", source)
+    return path
+
+
 def load_supernet(space: FactorizedSpace, path: Path, seed: int) -> SuperNet:
     """The trained supernet saved at `path` (a UserError naming it when it does not fit
     `space` or is damaged)."""
@@ -190,10 +201,16 @@ class ChildScorer:
 
 def ensure_supernet(space: FactorizedSpace, splits: Splits, base: TrainConfig,
                     cfg: SupernetConfig, run: RunDir, seed: int, executor: Executor,
-                    log: Callable[[str], None]) -> SuperNet:
+                    log: Callable[[str], None], reuse: Path | None = None) -> SuperNet:
     """The run's trained supernet: trained now (one job) unless `search/supernet.pt`
-    exists; a killed training continues from its checkpoint."""
+    exists; a killed training continues from its checkpoint. With `reuse` (another
+    run's trained supernet), that one is checked against `space` and copied in."""
     path = run.supernet_pt
+    if not path.is_file() and reuse is not None:
+        load_supernet(space, reuse, seed)  # refused here when it does not fit the space
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, reuse.read_bytes())
+        log(f"supernet: reusing {reuse} (trained before; no training in this run)")
     if not path.is_file():
         resumed = " (continuing from its checkpoint)" if checkpoint_of(path).is_file() else ""
         log(f"supernet: training {describe_training(cfg, base)} over {space.name}{resumed}")
@@ -334,7 +351,7 @@ def load_or_train_supernet(exp: "Experiment", run: RunDir, log: Callable[[str], 
     ray = replace(cfg.ray, cpus_per_trial=cpus)
     return ensure_supernet(exp.space, exp.data, cfg.train, cfg.supernet, run, cfg.seed,
                            make_executor(cfg.search.executor, step, ray, run.ray_dir, "search"),
-                           log)
+                           log, cfg.search.supernet)
 
 
 class SupernetEvaluator(Evaluator):
@@ -374,7 +391,7 @@ class SupernetEvaluator(Evaluator):
                        record: ChildRecord, log: Callable[[str], None]) -> float | None:
         cfg = exp.config
         start = time.perf_counter()
-        had = run.supernet_pt.is_file()
+        had = run.supernet_pt.is_file() or cfg.search.supernet is not None  # nothing timed
         scorer = ChildScorer(load_or_train_supernet(exp, run, log), exp.data, cfg.train,
                              cfg.supernet.bn_batches, cfg.seed)
         timing = run.supernet_train_s_json

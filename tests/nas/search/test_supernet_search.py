@@ -163,6 +163,35 @@ def test_a_sandwich_supernet_trains_and_scores_children(tmp_path: Path, capsys) 
     assert len(pd.read_csv(run / "search" / "trials.csv")) == 3
 
 
+def test_a_second_search_scores_from_the_first_runs_supernet(tmp_path: Path, capsys) -> None:
+    exp = write_exp(tmp_path, trials=3, strategy="random")
+    assert main(["search", str(exp)]) == 0
+    first = only_run(tmp_path)
+    trials = pd.read_csv(first / "search" / "trials.csv")
+    capsys.readouterr()
+    # the same children scored from the reused supernet: the same accuracies, no training
+    again = tmp_path / "again"
+    again.mkdir()
+    exp2 = write_exp(again, trials=3, strategy="random")
+    assert main(["search", str(exp2), "--set", f"search.supernet={first}"]) == 0
+    err = capsys.readouterr().err
+    assert "supernet: reusing" in err and "supernet: training" not in err
+    second = only_run(again)
+    assert (second / "search" / "supernet.pt").read_bytes() == \
+        (first / "search" / "supernet.pt").read_bytes()
+    pd.testing.assert_series_equal(pd.read_csv(second / "search" / "trials.csv")["accuracy"],
+                                   trials["accuracy"])
+    # a supernet of another space, a missing one, or one the evaluator cannot use: refused
+    (tmp_path / "x").mkdir()
+    other = write_exp(tmp_path / "x", space="mnasnet", skeleton="a1")
+    assert main(["search", str(other), "--set", f"search.supernet={first}"]) == 2
+    assert "supernet.pt" in capsys.readouterr().err
+    with pytest.raises(UserError, match="search.supernet: .* does not exist"):
+        load_config(exp, [f"search.supernet={tmp_path / 'none.pt'}"])
+    with pytest.raises(UserError, match="search.supernet: only the supernet evaluator"):
+        load_config(exp, ["search.evaluator=train", f"search.supernet={first}"])
+
+
 def _supernet_checkpoint(folder: Path) -> bool:
     return any(folder.glob("tiny/*/search/supernet_checkpoint.pt"))
 

@@ -181,3 +181,40 @@ def test_band_architectures_without_a_target_are_refused(tmp_path: Path, capsys)
     assert main(["proxy-check", str(exp)]) == 2
     err = capsys.readouterr().err
     assert "proxy_check.band_archs" in err and "pc.yaml" in err and len(err.splitlines()) == 1
+
+
+def test_references_are_copied_from_another_check_of_the_same_setup(
+        tmp_path: Path, capsys) -> None:
+    first = tmp_path / "pc.yaml"
+    first.write_text(TINY.replace("  archs: 4\n", "  archs: 3\n  evaluators: [train]\n"))
+    assert main(["proxy-check", str(first)]) == 0
+    source = next((tmp_path / "pc_proxy_check").iterdir())
+    # one reference lost from the first check: trained here, the other two copied
+    lines = (source / "proxy_check.csv").read_text().splitlines()
+    (source / "proxy_check.csv").write_text("\n".join(lines[:-1]) + "\n")
+    old = pd.read_csv(source / "proxy_check.csv")
+    old = old[old["evaluator"] == "long"]
+    second = tmp_path / "b.yaml"
+    second.write_text(TINY.replace("name: pc", "name: b").replace(
+        "  archs: 4\n", f"  archs: 3\n  evaluators: [supernet]\n  references: {source}\n"))
+    capsys.readouterr()
+    assert main(["proxy-check", str(second)]) == 0
+    err = capsys.readouterr().err
+    run = next((tmp_path / "b_proxy_check").iterdir())
+    new = pd.read_csv(run / "proxy_check.csv")
+    long = new[new["evaluator"] == "long"]
+    assert len(long) == 3 and "2 stand-alone trainings copied" in err
+    assert err.count(" long: ") == 1  # the lost one, trained here
+    copied = long.set_index("arch_hash").loc[old["arch_hash"]]
+    assert copied["accuracy"].tolist() == old["accuracy"].tolist()
+    assert main(["proxy-check", str(run)]) == 0  # resumed: nothing copied twice
+    assert len(pd.read_csv(run / "proxy_check.csv")) == len(new)
+    capsys.readouterr()
+    # references trained differently are refused before anything is written, naming the key
+    third = tmp_path / "c.yaml"
+    third.write_text(TINY.replace("name: pc", "name: c").replace("  epochs: 0.2\n", f"  epochs: 0.3\n  references: {source}\n"))
+    assert main(["proxy-check", str(third)]) == 2
+    err = capsys.readouterr().err
+    assert "proxy_check.references" in err and "proxy_check.epochs" in err \
+        and "c.yaml" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c_proxy_check").exists()
