@@ -10,6 +10,7 @@ from nas.data import DataConfig
 from nas.raytune import RayConfig
 from nas.resolve import anchor, resolve_net
 from nas.search.controller import ControllerConfig
+from nas.search.predictor import PredictorConfig
 from nas.search.evaluators import EVALUATORS, WITH_WEIGHTS, make_evaluator
 from nas.search.evaluators.supernet import SupernetConfig, supernet_file
 from nas.search.rewards import RewardConfig
@@ -218,6 +219,7 @@ class ExperimentConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
     proxy_check: ProxyCheckConfig = field(default_factory=ProxyCheckConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     netadapt: NetAdaptSection | None = None

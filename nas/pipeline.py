@@ -14,6 +14,7 @@ from typing import Callable
 from nas.experiment import Experiment, open_experiment
 from nas.rundir import RunDir
 from nas.search.core import SearchCore, SearchFailed
+from nas.search.predictor import AccuracyPredictor, predictor_summary
 from nas.search.strategies import make_strategy
 from nas.stages.final import export_stage, final_train
 from nas.stages.netadapt import netadapt_stage
@@ -39,8 +40,10 @@ def search_stage(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> Se
         est = latency.predict(arch)
         return est.ms, est.source
 
+    pc = cfg.predictor
+    predictor = (pc, AccuracyPredictor(exp.space, pc.ridge)) if pc.real_every else None
     core = SearchCore(exp.space, strategy, predict, exp.reward, run, cfg.search.num_trials,
-                      cfg.search.max_failed_trials, log, exp.evaluator.name)
+                      cfg.search.max_failed_trials, log, exp.evaluator.name, predictor)
     replayed = core.replay()
     if replayed:
         log(f"resuming: {replayed} trials already in {core.trials.path}")
@@ -52,6 +55,8 @@ def search_stage(exp: Experiment, run: RunDir, log: Callable[[str], None]) -> Se
     if core.finished and core.best() is None:  # nothing to hand on: not a success
         last = next((r["error"] for r in reversed(core.rows) if r["error"]), "")
         raise SearchFailed(f"every one of the {core.done} trials failed; last error: {last}")
+    if predictor is not None:
+        log(predictor_summary(core.rows))
     if run.best_metrics_json.is_file():
         best = read_record(run.best_metrics_json,
                            ("trial_id", "reward", "accuracy", "latency_ms"))

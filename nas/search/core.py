@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from nas.rundir import RunDir, TrialLog, atomic_write, cell, write_csv, write_json
+from nas.search.predictor import MIN_FIT, AccuracyPredictor, PredictorConfig
 from nas.search.rewards import Reward
 from nas.search.strategies import Strategy
 from search_spaces.arch import Arch
@@ -27,7 +28,10 @@ from search_spaces.infra.seeds import seed_for
 
 COLUMNS = ["trial_id", "asked", "decisions", "arch_hash", "params", "macs", "latency_ms",
            "latency_source", "accuracy", "reward", "latency_factor", "status", "error",
-           "wall_s", "images_per_s", "accuracy_source"]
+           "wall_s", "images_per_s", "accuracy_source", "predicted_accuracy"]
+# Rows the strategy was told a reward for (`predicted`: by the accuracy predictor,
+# never the search's result nor a cache entry).
+TOLD = ("ok", "cached", "predicted")
 
 
 class SearchFailed(Exception):
@@ -44,6 +48,7 @@ class Trial:
     latency_ms: float
     latency_source: str
     cached: dict[str, str] | None = None  # the earlier row of the same architecture
+    predicted: bool = False  # told the accuracy predictor's estimate, not evaluated
     started: float = field(default_factory=time.time)
 
 
@@ -54,7 +59,8 @@ class SearchCore:
                  predict_latency: Callable[[Arch], tuple[float, str]], reward: Reward,
                  run: RunDir, num_trials: int, max_failed: int,
                  log: Callable[[str], None] | None = None,
-                 accuracy_source: str = "train") -> None:
+                 accuracy_source: str = "train",
+                 predictor: tuple[PredictorConfig, AccuracyPredictor] | None = None) -> None:
         self.space = space
         self.strategy = strategy
         self.predict_latency = predict_latency
@@ -63,6 +69,7 @@ class SearchCore:
         self.num_trials = num_trials
         self.max_failed = max_failed
         self.accuracy_source = accuracy_source  # the evaluator's name (trials.csv records it)
+        self.predictor = predictor
         self.print = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.trials = TrialLog(run.trials_csv, COLUMNS)
         self.rows: list[dict[str, str]] = []
@@ -89,7 +96,7 @@ class SearchCore:
             try:
                 n_asked, tid = int(row["asked"]), int(row["trial_id"])
                 logged = json.loads(row["decisions"])
-                if row["status"] in ("ok", "cached"):
+                if row["status"] in TOLD:
                     for key in ("reward", "accuracy", "latency_ms"):
                         if not math.isfinite(float(row[key])):
                             raise ValueError(key)
@@ -142,7 +149,15 @@ class SearchCore:
             return Trial(tid, choices, arch, float(row["latency_ms"]), row["latency_source"],
                          cached=row)
         ms, source = self.predict_latency(arch)
-        return Trial(tid, choices, arch, ms, source)
+        predicted = self.predictor is not None and self.predictor[0].predicts(tid)
+        return Trial(tid, choices, arch, ms, source, predicted=predicted)
+
+    def predicted_accuracy(self, choices: list[int], macs: int) -> float | None:
+        """The predictor's accuracy for `choices`, fitted on the real evaluations told
+        so far (one row per architecture; None without a predictor or enough rows)."""
+        if self.predictor is None:
+            return None
+        return self.predictor[1].predict(list(self.cache.values()), choices, macs)
 
     def finish(self, trial: Trial, outcome: JobResult) -> dict[str, str]:
         """Score, log and learn from one finished child."""
@@ -155,7 +170,16 @@ class SearchCore:
             "wall_s": round(time.time() - trial.started, 3),
         }
         acc = outcome.accuracy
-        if trial.cached is not None:
+        guess = self.predicted_accuracy(trial.choices, macs) if trial.cached is None else None
+        if trial.predicted:
+            if guess is None:
+                row.update(status="failed", error=f"predictor: fewer than {MIN_FIT} real "
+                                                  f"evaluations to fit on")
+            else:
+                reward, factor = self.reward(guess, trial.latency_ms)
+                row.update(accuracy=guess, reward=reward, latency_factor=factor,
+                           status="predicted", accuracy_source="predictor")
+        elif trial.cached is not None:
             cached = trial.cached
             row.update(accuracy=cached["accuracy"], reward=cached["reward"],
                        latency_factor=cached["latency_factor"], status="cached",
@@ -165,9 +189,10 @@ class SearchCore:
             row.update(status="failed", error=outcome.error or "no accuracy")
         else:
             reward, factor = self.reward(acc, trial.latency_ms)
+            # what the predictor said before this result was known: its held-out error
             row.update(accuracy=acc, reward=reward, latency_factor=factor, status="ok",
                        images_per_s=outcome.images_per_s,
-                       accuracy_source=self.accuracy_source)
+                       accuracy_source=self.accuracy_source, predicted_accuracy=guess)
         self._write_arch(trial.arch)
         self.trials.append(row)
         text_row = {k: cell(row.get(k)) for k in COLUMNS}  # exactly what replay reads
@@ -183,7 +208,7 @@ class SearchCore:
     def _record(self, row: dict[str, str], choices: list[int]) -> None:
         """Apply a logged row to the in-memory state (live or on replay)."""
         self.rows.append(row)
-        ok = row["status"] in ("ok", "cached")
+        ok = row["status"] in TOLD
         self.strategy.tell(choices, float(row["reward"]) if ok else None)
         if row["status"] == "ok":
             self.cache.setdefault(row["arch_hash"], row)
@@ -196,7 +221,7 @@ class SearchCore:
             atomic_write(path, arch.replace(name=arch.hash()).to_json())
 
     def best(self) -> dict[str, str] | None:
-        ok = [r for r in self.rows if r["status"] in ("ok", "cached")]
+        ok = [r for r in self.rows if r["status"] in ("ok", "cached")]  # not predicted
         return max(ok, key=lambda r: float(r["reward"])) if ok else None
 
     def write_best(self, row: dict[str, str], **metrics: Any) -> None:
@@ -233,7 +258,8 @@ class SearchCore:
         else:
             what = (f"acc {float(row['accuracy']):.3f} lat {float(row['latency_ms']):.2f} ms "
                     f"reward {float(row['reward']):.4f}"
-                    + (" (cached)" if row["status"] == "cached" else ""))
+                    + (f" ({row['status']})" if row["status"] in ("cached", "predicted")
+                       else ""))
         best_text = (f" | best {float(best['reward']):.4f} (#{best['trial_id']})"
                      if best else "")
         self.print(f"[done {self.done:>4}/{self.num_trials}] trial {row['trial_id']}: {what}"
@@ -284,7 +310,7 @@ class SearchFeed:
         while len(self.untold) < self.window and self.core.wants_more():
             trial = self.core.next_trial()
             self.untold.append(trial)
-            if trial.cached is not None:
+            if trial.cached is not None or trial.predicted:  # no job: scored at its tell
                 self.results[trial.trial_id] = JobResult(None)
             else:
                 self.ready.append(trial)

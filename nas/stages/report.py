@@ -15,6 +15,7 @@ from latency.model import LatencyModel
 from nas.experiment import Experiment
 from nas.resolve import run_net
 from nas.rundir import RunDir
+from nas.search.predictor import predictor_summary
 from search_spaces.arch import Arch
 from search_spaces.counting import count, count_rows
 from search_spaces.infra.errors import UserError
@@ -121,10 +122,15 @@ def write_report(exp: Experiment, run: RunDir,
         ok = frame[frame["status"].isin(["ok", "cached"])]
         out += ["## Search", "",
                 f"{len(frame)} children ({(frame['status'] == 'failed').sum()} failed, "
-                f"{(frame['status'] == 'cached').sum()} cached). Top 10 by reward:", ""]
+                f"{(frame['status'] == 'cached').sum()} cached"
+                + (f", {(frame['status'] == 'predicted').sum()} rewarded by the accuracy "
+                   f"predictor, none of them a candidate" if exp.config.predictor.real_every
+                   else "") + "). Top 10 by reward:", ""]
         top = ok.sort_values("reward", ascending=False).head(10)
         out += [_table(top[["trial_id", "accuracy", "latency_ms", "reward", "params", "macs",
                             "arch_hash"]]), ""]
+        if exp.config.predictor.real_every:
+            out += [predictor_summary(frame.to_dict("records")) + ".", ""]
         if run.rerank_csv.is_file():
             out += _rerank_section(run)
 
