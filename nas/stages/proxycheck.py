@@ -256,8 +256,11 @@ def target_band(exp: Experiment) -> tuple[float, float] | None:
 
 
 # What a stand-alone reference training depends on besides its architecture and seed:
-# two checks that differ here do not share references.
-_REFERENCE_SETUP = {"data": None, "train": ("epochs", "threads", "device"),
+# two checks that differ here do not share references. Left out: train.epochs (the
+# job sets them), threads and device (no result changes), and data.val_subset, a prefix
+# of the validation split that no training sees: how many images the evaluators score
+# on is theirs to vary, the copied references keep the images they were scored on.
+_REFERENCE_SETUP = {"data": ("val_subset",), "train": ("epochs", "threads", "device"),
                     "search": ("space", "skeleton", "ops", "resolution", "stem_stride")}
 
 
@@ -266,10 +269,10 @@ def _reference_setup(config: dict[str, Any]) -> dict[str, Any]:
     setup: dict[str, Any] = {"proxy_check.epochs": (config.get("proxy_check") or {}).get("epochs")}
     for section, keys in _REFERENCE_SETUP.items():
         values = dict(config.get(section) or {})
-        if section == "train":  # the job sets epochs; threads and device change no result
-            values = {k: v for k, v in values.items() if k not in keys}
-        elif keys is not None:
+        if section == "search":
             values = {k: values.get(k) for k in keys}
+        else:
+            values = {k: v for k, v in values.items() if k not in keys}
         for key, value in values.items():
             setup[f"{section}.{key}"] = value
     return setup
@@ -320,6 +323,10 @@ def reuse_references(exp: Experiment, info: dict[int, dict[str, Any]],
             copied += 1
     if copied:
         say(f"proxy check: {copied} stand-alone trainings copied from {other.root}")
+        theirs = ((read_yaml(other.config_path) or {}).get("data") or {}).get("val_subset")
+        if theirs != exp.config.data.val_subset:
+            say(f"proxy check: the copied references were scored on val_subset {theirs}, "
+                f"this check's evaluators on {exp.config.data.val_subset}")
     return copied
 
 

@@ -209,6 +209,13 @@ def test_references_are_copied_from_another_check_of_the_same_setup(
     assert copied["accuracy"].tolist() == old["accuracy"].tolist()
     assert main(["proxy-check", str(run)]) == 0  # resumed: nothing copied twice
     assert len(pd.read_csv(run / "proxy_check.csv")) == len(new)
+    # the evaluators may score on more validation images than the references were
+    fourth = tmp_path / "d.yaml"
+    fourth.write_text(TINY.replace("name: pc", "name: d").replace("  val_subset: 60", "").replace(
+        "  archs: 4\n", f"  archs: 3\n  evaluators: [train]\n  references: {source}\n"))
+    capsys.readouterr()
+    assert main(["proxy-check", str(fourth)]) == 0
+    assert "scored on val_subset 60, this check's evaluators on None" in capsys.readouterr().err
     capsys.readouterr()
     # references trained differently are refused before anything is written, naming the key
     third = tmp_path / "c.yaml"
