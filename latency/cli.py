@@ -75,8 +75,7 @@ def _build(args: argparse.Namespace) -> None:
     table = build(_coverage(args), out, protocol, args.channel_step, args.calibrate,
                   args.chunk, args.seed, near=near)
     cal = table.calibration
-    note = (f"; calibration {cal.formula()} ({cal.fit}, fitted on {cal.networks} "
-            f"networks)") if cal else ""
+    note = f"; calibration {cal.formula()} ({cal.how()})" if cal else ""
     print(f"{out}: {len(table)} rows{note}")
 
 
@@ -116,8 +115,8 @@ def _calibrate(args: argparse.Namespace) -> None:
     cal = recalibrate(table, _table_coverage(table, args), args.networks, args.seed,
                       args.channel_step, args.near_ms)
     was = f"was {before.formula()}" if before else "had none"
-    print(f"{args.table}: calibration {cal.formula()} ({cal.fit}, fitted on {cal.networks} "
-          f"networks measured now; {was})")
+    print(f"{args.table}: calibration {cal.formula()} ({cal.how('networks measured now')}; "
+          f"{was})")
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from latency import runtime
 from latency.drift import measure_probe, record_probe
-from latency.fit import robust_line
+from latency.fit import choose_form, fit_form, robust_line
 from latency.measure import Protocol, Runner, measure_archs, prepare, steady_allocator, time_interleaved
 from latency.missing import machine_id, require_this_machine, table_protocol
 from latency.model import TableModel
@@ -309,6 +309,12 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protoc
     networks timed in steady state, did not help). Fitted on networks near the price the
     run will ask about (`build(near=...)`), the line is a local one.
 
+    Which form is kept is decided on networks left out (`latency.fit.choose_form`):
+    the raw sum, the ratio and (ONNX Runtime, a slope within 0.67-1.5) the line, each
+    fitted on all networks but one and scored on that one; the lowest median error
+    wins, the simpler on a tie. A fitted form always matches its own networks, and
+    on int8 the line did worse on new ones than the sum it corrected (issue 28).
+
     Beside it, what a FLOPs model fitted on the same networks gets (`ms = a * MMACs +
     b`, the same fit): `nas latency check` prints both on the networks it checks.
 
@@ -328,15 +334,20 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], protocol: Protoc
         measured = measured[:-1]
     mmacs = np.array([count(a)[1] / 1e6 for a in archs])
     flops = robust_line(mmacs, measured)
-    scale, offset, fit = float(np.median(measured / raw)), 0.0, "ratio"
-    if subtracts_boundary(protocol) and len(archs) >= 3:
-        slope, intercept = robust_line(raw, measured)
+    if len(archs) < 3:  # too few to leave one out
+        scale, offset = fit_form("ratio", raw, measured)
+        return Calibration(scale, offset, len(archs), tuple(a.hash() for a in archs),
+                           "ratio", flops)
+    forms = ("sum", "ratio")
+    if subtracts_boundary(protocol):
         # a slope far from 1 is noise fitted on networks of too similar a price: the
         # rows' own level (the ratio) is the better guess then
-        if 0.67 <= slope <= 1.5:
-            scale, offset, fit = slope, intercept, "line"
+        if 0.67 <= robust_line(raw, measured)[0] <= 1.5:
+            forms += ("line",)
+    fit, errors = choose_form(raw, measured, forms)
+    scale, offset = fit_form(fit, raw, measured)
     return Calibration(scale, offset, len(archs), tuple(a.hash() for a in archs), fit,
-                       flops)
+                       flops, tuple(errors.items()))
 
 
 # The band around a target that near-target calibration networks are drawn from: wide

@@ -16,7 +16,7 @@ from arch_fixtures import small_arch
 from helpers import fill_by_order
 from latency import drift, rows, runtime
 from latency.drift import Drift, level_factor, measure_drift, probe_arch, record_probe
-from latency.fit import robust_line
+from latency.fit import choose_form, leave_one_out_error, robust_line
 from latency.measure import Protocol
 from latency.missing import form_differs, machine_id, require_form
 from latency.model import LatencyEstimate, TableModel
@@ -44,6 +44,28 @@ def test_robust_line_fits_and_shrugs_off_an_outlier() -> None:
     assert slope == pytest.approx(1.3, rel=0.05) and offset == pytest.approx(0.05, abs=0.02)
     # one size only: no slope to fit, the median ratio through the origin
     assert robust_line(np.ones(4), np.array([2.0, 2.2, 1.8, 2.0])) == (2.0, 0.0)
+
+
+def test_the_calibration_form_is_chosen_on_networks_left_out() -> None:
+    raw = np.linspace(0.2, 2.0, 12)
+    rng = np.random.default_rng(0)
+    noise = 1 + rng.normal(0, 0.03, len(raw))
+    # the rows already right: neither a ratio nor a line beats them on new networks
+    form, errors = choose_form(raw, raw * noise)
+    assert form == "sum" and set(errors) == {"sum", "ratio", "line"}
+    # a pure scale: the ratio; a scale and an offset: the line
+    assert choose_form(raw, 1.4 * raw * noise)[0] == "ratio"
+    assert choose_form(raw, (1.2 * raw + 0.3) * noise)[0] == "line"
+    assert choose_form(raw, (1.2 * raw + 0.3) * noise, ("sum", "ratio"))[0] == "ratio"
+    # a tie goes to the simpler form
+    assert choose_form(raw, raw)[0] == "sum"
+    assert leave_one_out_error("ratio", raw, 2 * raw) == pytest.approx(0)
+    # the errors travel with the table's calibration
+    table = fake_table(tiny_arch())
+    table.set_calibration(Calibration(1.0, 0.0, 12, (), "sum", None, tuple(errors.items())))
+    assert table.calibration.loo == tuple((f, pytest.approx(e, rel=1e-3))
+                                          for f, e in errors.items())
+    assert "median error left out: sum " in table.calibration.how()
 
 
 def _fake_timings(values: dict[int, float]):
@@ -181,7 +203,7 @@ def test_an_onnxruntime_table_records_its_form_probe_and_constant(tmp_path: Path
     assert float(meta["network_ms"]) > 0 and float(meta["probe_ms"]) > 0
     assert probe_arch(table) == tiny_arch()  # one network's table: the network is the probe
     cal = table.calibration
-    assert cal is not None and cal.fit in ("line", "ratio") and cal.flops is not None
+    assert cal is not None and cal.fit in ("line", "ratio", "sum") and cal.flops is not None
     assert all(r.latency_ms >= 0 for r in table.rows.values())
 
 

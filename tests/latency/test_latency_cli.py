@@ -46,8 +46,11 @@ def test_build_predict_check_on_an_arch(tmp_path: Path, capsys: pytest.CaptureFi
 
     before = LatencyTable.load(table).calibration
     assert main(["latency", "calibrate", "--table", str(table), "--networks", "3"]) == 0
-    assert "fitted on 3 networks measured now; was" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fitted on 3 networks measured now; median error left out: sum " in out
+    assert "; was ms = " in out
     after = LatencyTable.load(table)
+    assert dict(after.calibration.loo).keys() >= {"sum", "ratio"}  # recorded, reloaded
     assert after.calibration.networks == 3 and after.calibration.nets != before.nets
     assert len(after) == n_rows  # the rows are kept as they were
 
