@@ -95,19 +95,20 @@ def main() -> None:
           f"{args.backend} backend ({args.dtype}), {args.threads} thread(s), batch 1, "
           f"{args.samples} networks per row")
     head = (f"{'space':<12} {'res':>4} {'rows':>5} {'build':>7} {'within10 raw/cal':>17} "
-            f"{'MAPE raw/cal':>14} {'Spearman raw/cal':>17} {'level fit':>16} {'noise':>6} {'scale':>6} "
+            f"{'MAPE raw/cal':>14} {'Spearman raw/cal':>17} {'level fit':>16} {'noise':>6} {'scale':>6} {'fit':>5} "
             f"{'flops w10/sp':>13} {'rescaled w10':>12} {'predict':>8} {'load':>10}")
     print(head)
     print("-" * len(head))
     for r in results:
         raw, cal = r["raw"], r["calibrated"] or r["raw"]
         scale = r["calibration"]["scale"] if r["calibration"] else 1.0
+        fit = r["calibration"]["fit"] if r["calibration"] else "-"
         print(f"{r['space']:<12} {r['resolution']:>4} {r['rows']:>5} {r['build_seconds']:>6.0f}s "
               f"{100 * raw['within_10pct']:>7.0f}% /{100 * cal['within_10pct']:>4.0f}% "
               f"{100 * raw['mape']:>6.1f}% /{100 * cal['mape']:>4.1f}% "
               f"{raw['spearman']:>8.3f} /{cal['spearman']:>6.3f} "
               f"{100 * r['level_fitted']['within_10pct']:>4.0f}% x{r['level_fitted']['scale']:.3f} "
-              f"{100 * r['noise_within_10pct']:>5.0f}% {scale:>6.3f} "
+              f"{100 * r['noise_within_10pct']:>5.0f}% {scale:>6.3f} {fit:>5} "
               f"{_pair(r['flops'], 'spearman'):>13} {_pair(r['rescaled'], None):>12} "
               f"{r['predict_us']:>6.0f}us "
               f"{r['loadavg_1min'][0]:>4.1f}-{r['loadavg_1min'][1]:<4.1f}")

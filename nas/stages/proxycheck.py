@@ -162,7 +162,7 @@ def summarise(frame: pd.DataFrame, setup_s: dict[str, float] | None = None,
     return out
 
 
-def _tau_text(entry: dict[str, Any] | None) -> str:
+def tau_text(entry: dict[str, Any] | None) -> str:
     """`0.220 [0.05, 0.40]`, or `- (n)` when too few architectures were there."""
     if not entry or "kendall_tau" not in entry:
         return f"- ({entry['archs']} archs)" if entry else "-"
@@ -187,7 +187,7 @@ def print_table(summary: dict[str, Any], epochs: float, out: Callable[[str], Non
         if f"{name}_train_s" in e:
             extra += (f"  (+ {e[f'{name}_train_s']:.0f} s {name} training; "
                       f"{e['s_per_child_amortised_1000']:.2f} s/child over 1,000)")
-        out(f"{name:<10} {e['archs']:>5} {_tau_text(e):>22} {_tau_text(e.get('band')):>26} "
+        out(f"{name:<10} {e['archs']:>5} {tau_text(e):>22} {tau_text(e.get('band')):>26} "
             f"{e['spearman_rho']:>9.3f} {e['s_per_child']:>8.2f}{extra}")
     if "ceiling" in summary:
         out(f"ceiling: the {summary['ceiling']['between'][1]} training (another seed) "
