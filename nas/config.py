@@ -10,9 +10,9 @@ from nas.data import DataConfig
 from nas.raytune import RayConfig
 from nas.resolve import anchor, resolve_net
 from nas.search.controller import ControllerConfig
-from nas.search.predictor import PredictorConfig
 from nas.search.evaluators import EVALUATORS, WITH_WEIGHTS, make_evaluator
 from nas.search.evaluators.supernet import SupernetConfig, supernet_file
+from nas.search.predictor import PredictorConfig
 from nas.search.rewards import RewardConfig
 from nas.search.strategies import STRATEGIES, EvolutionConfig
 from nas.train import TrainConfig

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments import write_search
 from nas.cli import main
 from nas.ranking import kendall_tau
 from nas.rundir import RunDir, TrialLog
@@ -113,48 +114,18 @@ def test_a_search_with_the_predictor_resumes_to_the_same_log(tmp_path: Path, spa
         [[r[k] for k in keys] for r in TrialLog(whole.trials_csv, COLUMNS).read()]
 
 
-EXP = """
-name: pred
-seed: 0
-stages: [search]
-search:
-  space: mobilenetv3
-  skeleton: mobilenetv3_small
-  resolution: 16
-  stem_stride: 1
-  strategy: random
-  num_trials: 8
-  executor: inline
-data:
-  kind: synthetic
-  synthetic: {train_size: 200, test_size: 40, image_size: 16}
-  val_subset: 40
-train:
-  steps: 1
-  batch_size: 16
-  threads: 1
-  eval_batch_size: 40
-latency:
-  kind: flops
-reward:
-  target_ms: 2.0
-predictor:
-  real_every: 2
-  warmup: 4
-"""
+PREDICTOR = "predictor:\n  real_every: 2\n  warmup: 4\n"
 
 
 def test_the_log_and_the_report_say_how_many_rewards_were_predicted(
         tmp_path: Path, capsys) -> None:
-    exp = tmp_path / "pred.yaml"
-    exp.write_text(EXP)
-    assert main(["search", str(exp)]) == 0
+    exp = write_search(tmp_path, extra=PREDICTOR)
+    assert main(["search", str(exp), "--set", "search.num_trials=8"]) == 0
     err = capsys.readouterr().err
     assert "predictor: 2 of 8 rewards predicted" in err and "(predicted)" in err
-    run = next((tmp_path / "pred").iterdir())
+    run = next((tmp_path / "tiny").iterdir())
     report = (run / "report.md").read_text()
     assert "2 rewarded by the accuracy predictor" in report
     assert "predictor: 2 of 8 rewards predicted" in report
-    exp.write_text(EXP.replace("  warmup: 4", "  warmup: 2"))
-    assert main(["search", str(exp)]) == 2
+    assert main(["search", str(exp), "--set", "predictor.warmup=2"]) == 2
     assert "predictor.warmup: must be >= 3, got 2" in capsys.readouterr().err
