@@ -170,7 +170,9 @@ class SearchCore:
             "wall_s": round(time.time() - trial.started, 3),
         }
         acc = outcome.accuracy
-        guess = self.predicted_accuracy(trial.choices, macs) if trial.cached is None else None
+        evaluated = acc is not None and math.isfinite(acc)
+        guess = self.predicted_accuracy(trial.choices, macs) \
+            if trial.cached is None and (trial.predicted or evaluated) else None
         if trial.predicted:
             if guess is None:
                 row.update(status="failed", error=f"predictor: fewer than {MIN_FIT} real "
@@ -185,7 +187,7 @@ class SearchCore:
                        latency_factor=cached["latency_factor"], status="cached",
                        images_per_s=cached["images_per_s"],
                        accuracy_source=cached["accuracy_source"])
-        elif acc is None or not math.isfinite(acc):
+        elif not evaluated:
             row.update(status="failed", error=outcome.error or "no accuracy")
         else:
             reward, factor = self.reward(acc, trial.latency_ms)

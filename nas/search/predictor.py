@@ -60,6 +60,14 @@ class AccuracyPredictor:
         self.sizes = [len(d.options) for d in space.decisions]
         self.offsets = np.cumsum([0] + self.sizes[:-1])
         self.ridge = ridge
+        self._rows: dict[str, np.ndarray] = {}  # a logged row's encoding, by its decisions
+
+    def _encoded(self, row: Mapping[str, str]) -> np.ndarray:
+        """`row`'s encoding, made once: every prediction refits on all rows so far."""
+        key = row["decisions"]
+        if key not in self._rows:
+            self._rows[key] = self.encode(json.loads(key), float(row["macs"]))
+        return self._rows[key]
 
     def encode(self, choices: Sequence[int], macs: float) -> np.ndarray:
         x = np.zeros(sum(self.sizes) + 1)
@@ -67,13 +75,13 @@ class AccuracyPredictor:
         x[-1] = math.log(max(float(macs), 1.0))
         return x
 
-    def predict(self, rows: Sequence[dict[str, str]], choices: Sequence[int],
+    def predict(self, rows: Sequence[Mapping[str, str]], choices: Sequence[int],
                 macs: float) -> float | None:
         """The accuracy of `choices` as fitted on `rows` (real evaluations, one per
         architecture); None below MIN_FIT of them. Clipped to [0, 1]."""
         if len(rows) < MIN_FIT:
             return None
-        X = np.stack([self.encode(json.loads(r["decisions"]), float(r["macs"])) for r in rows])
+        X = np.stack([self._encoded(r) for r in rows])  # a copy: scaled below
         y = np.array([float(r["accuracy"]) for r in rows])
         scale = X[:, -1].std() or 1.0
         X[:, -1] /= scale

@@ -256,44 +256,43 @@ def target_band(exp: Experiment) -> tuple[float, float] | None:
 
 
 # What a stand-alone reference training depends on besides its architecture and seed:
-# two checks that differ here do not share references. Left out: train.epochs (the
-# job sets them), threads and device (no result changes), and data.val_subset, a prefix
-# of the validation split that no training sees: how many images the evaluators score
-# on is theirs to vary, the copied references keep the images they were scored on.
-_REFERENCE_SETUP = {"data": ("val_subset",), "train": ("epochs", "threads", "device"),
-                    "search": ("space", "skeleton", "ops", "resolution", "stem_stride")}
+# two checks that differ here do not share references. The space's keys, and every key
+# of `data:` and `train:` but these: train.epochs (the job sets them), threads and
+# device (no result changes), and data.val_subset, a prefix of the validation split
+# that no training sees (how many images the evaluators score on is theirs to vary;
+# the copied references keep the images they were scored on).
+_SPACE_KEYS = ("space", "skeleton", "ops", "resolution", "stem_stride")
+_FREE_KEYS = {"data": ("val_subset",), "train": ("epochs", "threads", "device")}
 
 
 def _reference_setup(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a resolved config (`config.yaml`) its reference trainings depend on."""
-    setup: dict[str, Any] = {"proxy_check.epochs": (config.get("proxy_check") or {}).get("epochs")}
-    for section, keys in _REFERENCE_SETUP.items():
-        values = dict(config.get(section) or {})
-        if section == "search":
-            values = {k: values.get(k) for k in keys}
-        else:
-            values = {k: v for k, v in values.items() if k not in keys}
-        for key, value in values.items():
-            setup[f"{section}.{key}"] = value
+    search = config.get("search") or {}
+    setup = {"proxy_check.epochs": (config.get("proxy_check") or {}).get("epochs"),
+             **{f"search.{k}": search.get(k) for k in _SPACE_KEYS}}
+    for section, free in _FREE_KEYS.items():
+        setup.update({f"{section}.{k}": v for k, v in (config.get(section) or {}).items()
+                      if k not in free})
     return setup
 
 
-def reference_source(exp: Experiment) -> RunDir | None:
-    """The check named by `proxy_check.references`, refused (before anything is written)
-    when it is not a run directory or trained its references under another setup."""
+def reference_source(exp: Experiment) -> tuple[RunDir, dict[str, Any]] | None:
+    """The check named by `proxy_check.references` and its config, refused (before
+    anything is written) when it is not a run directory or trained its references
+    under another setup."""
     cfg = exp.config
     if cfg.proxy_check.references is None:
         return None
     other = RunDir.open(cfg.proxy_check.references)
-    mine, theirs = (_reference_setup(exp.resolved_config()),
-                    _reference_setup(read_yaml(other.config_path) or {}))
+    config = read_yaml(other.config_path) or {}
+    mine, theirs = _reference_setup(exp.resolved_config()), _reference_setup(config)
     differ = [k for k in mine if mine[k] != theirs.get(k)]
     if differ:
         key = differ[0]
         raise UserError(f"proxy_check.references: {other.root} trained its references with "
                         f"{key} = {theirs.get(key)!r}, this check with {mine[key]!r}",
                         cfg.source)
-    return other
+    return other, config
 
 
 def reuse_references(exp: Experiment, info: dict[int, dict[str, Any]],
@@ -303,9 +302,10 @@ def reuse_references(exp: Experiment, info: dict[int, dict[str, Any]],
     (another check's run directory) made of the same architectures (by hash) under
     the same data, training and epochs; returns how many rows were copied. What it
     lacks trains here."""
-    other = reference_source(exp)
-    if other is None:
+    source = reference_source(exp)
+    if source is None:
         return 0
+    other, config = source
     labels = [reference_label(k) for k in range(1, exp.config.proxy_check.reference_seeds + 1)]
     rows = read_frame(other.proxy_check_csv, COLUMNS, ("accuracy",)) \
         if other.proxy_check_csv.is_file() else pd.DataFrame(columns=COLUMNS)
@@ -323,7 +323,7 @@ def reuse_references(exp: Experiment, info: dict[int, dict[str, Any]],
             copied += 1
     if copied:
         say(f"proxy check: {copied} stand-alone trainings copied from {other.root}")
-        theirs = ((read_yaml(other.config_path) or {}).get("data") or {}).get("val_subset")
+        theirs = (config.get("data") or {}).get("val_subset")
         if theirs != exp.config.data.val_subset:
             say(f"proxy check: the copied references were scored on val_subset {theirs}, "
                 f"this check's evaluators on {exp.config.data.val_subset}")
