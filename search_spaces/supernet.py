@@ -1,8 +1,8 @@
 """The weight-sharing supernet over a factorized space (TuNAS; single-path one-shot).
 
 Every layer position of every block (up to the block's largest layer count) holds one
-set of weights per layer kind (`mbconv3` and `mbconv6` share the `mbconv` weights),
-each tensor at the largest shape any decision gives it. A child's weights are slices:
+set of weights per layer kind (`mbconv3` and `mbconv6` share the `mbconv` weights;
+with `share_ops`, `dsconv` does too), each tensor at the largest shape any decision gives it. A child's weights are slices:
 kernels are the centre crop of the largest kernel (once-for-all's elastic kernel),
 widths the first channels of the widest, depth the first layers of the block; skip
 and activation choices have no weights, and SE is the first squeeze channels or
@@ -31,6 +31,11 @@ from search_spaces.factorized import FactorizedSpace
 from search_spaces.infra.seeds import seed_for
 
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+# With `share_ops`, a kind whose parameters are a subset of another's, under the same
+# names, takes its weights from that kind's slot: a dsconv is an mbconv of expansion 1
+# without the expansion (MobileNetV2's first block), its depthwise, SE and projection
+# the first channels of the mbconv's. A full `conv` shares with nothing.
+SHARED_KINDS = {"dsconv": "mbconv"}
 
 
 def _dotless(key: str) -> str:
@@ -74,16 +79,35 @@ def crop(t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return t[tuple(index)]
 
 
+# Skip ops hold no weights, so size says nothing about them; the extremes keep every
+# residual the shapes allow (`pool` keeps the most: it is `identity` at stride 1).
+# Without residuals the largest child of the mobilenetv3 space is 16 plain mbconv6
+# layers that barely train (400 steps alone: loss 2.13 and validation top-1 0.18, against
+# 1.75 and 0.40 with residuals),
+# and in the sandwich rule that child teaches all the others (BENCHMARKS.md, issue 29).
+_RESIDUAL_FIRST = ("pool", "identity", "none")
+
+
+def _with_residuals(space: FactorizedSpace, values: dict[str, Any]) -> dict[str, Any]:
+    for d in space.decisions:
+        if d.name.endswith("/skip"):
+            values[d.name] = next(s for s in _RESIDUAL_FIRST if s in d.options)
+    return values
+
+
 def largest_child(space: FactorizedSpace) -> dict[str, Any]:
-    """The decisions with every option at its last (widest, deepest, largest op)."""
-    return {d.name: d.options[-1] for d in space.decisions}
+    """The decisions with every option at its last (widest, deepest, largest op), and
+    every residual the shapes allow."""
+    return _with_residuals(space, {d.name: d.options[-1] for d in space.decisions})
 
 
 def smallest_child(space: FactorizedSpace) -> dict[str, Any]:
-    """The child of fewest MACs (then parameters): each decision in turn set to its
-    cheapest option given the others, until nothing changes. The options' order is no
-    guide here: the first op (`conv`) is a full convolution, dearer than `dsconv`."""
-    values = {d.name: d.options[0] for d in space.decisions}
+    """The child of fewest MACs (then parameters) with every residual the shapes allow:
+    each decision in turn set to its cheapest option given the others, until nothing
+    changes. The options' order is no guide here: the first op (`conv`) is a full
+    convolution, dearer than `dsconv`."""
+    values = _with_residuals(space, {d.name: d.options[0] for d in space.decisions})
+    skips = {d.name for d in space.decisions if d.name.endswith("/skip")}
 
     def cost(v: Mapping[str, Any]) -> tuple[int, int]:
         params, macs = count(space.decode(v))
@@ -93,6 +117,8 @@ def smallest_child(space: FactorizedSpace) -> dict[str, Any]:
     for _ in range(len(space.decisions)):  # a bound; two or three rounds settle it
         moved = False
         for d in space.decisions:
+            if d.name in skips:
+                continue
             for option in d.options:
                 trial = {**values, d.name: option}
                 c = cost(trial)
@@ -112,10 +138,11 @@ class SuperNet(nn.Module):
     exactly the children an uninterrupted one would.
     """
 
-    def __init__(self, space: FactorizedSpace, seed: int = 0) -> None:
+    def __init__(self, space: FactorizedSpace, seed: int = 0, share_ops: bool = False) -> None:
         super().__init__()
         self.space = space
         self.seed = seed
+        self.share_ops = share_ops
         self.register_buffer("sampled", torch.zeros((), dtype=torch.int64))
         entries: dict[str, tuple[list[int], type]] = {}
 
@@ -171,9 +198,10 @@ class SuperNet(nn.Module):
                 _init(t, owner, key)
                 self.shared[key] = nn.Parameter(t)
 
-    @staticmethod
-    def slot(block: int, position: int, kind: str) -> str:
+    def slot(self, block: int, position: int, kind: str) -> str:
         """The name of the weights of `kind` at layer `position` of `block`."""
+        if self.share_ops:
+            kind = SHARED_KINDS.get(kind, kind)
         return f"b{block}p{position}:{kind}"
 
     # ------------------------------------------------------------ children

@@ -126,3 +126,29 @@ def test_the_same_seed_gives_the_same_initial_weights() -> None:
     a, b = SuperNet(space, seed=1), SuperNet(space, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
                                                  b.state_dict().values()))
+
+
+def test_share_ops_gives_a_dsconv_the_first_channels_of_the_mbconv_weights() -> None:
+    space = make_space("mobilenetv3", "mobilenetv3_small", 32, 1, 10)
+    own, net = SuperNet(space, seed=0), SuperNet(space, seed=0, share_ops=True)
+    assert not any(":dsconv/" in k for k in net.shared) and any(":dsconv/" in k for k in own.shared)
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in own.parameters())
+    _perturbed(net, 2)
+    base = space.sample(random.Random(4))
+    ds = {k: "dsconv" if k.endswith("/op") else v for k, v in base.items()}
+    mb = {k: "mbconv6" if k.endswith("/op") else v for k, v in base.items()}
+    (arch, state), (_, mb_state) = net.extract(ds), net.extract(mb)
+    key = "layers.0.body.depthwise.0.weight"
+    assert arch.layers[0].kind == "dsconv"
+    assert torch.equal(state[key], crop(mb_state[key], state[key].shape))
+    # a dsconv child trains the mbconv slot, and computes what the supernet computes
+    net.train()
+    net(torch.randn(2, 3, 32, 32), ds).sum().backward()
+    assert net.shared["b0p0:mbconv/body/depthwise/0/weight"].grad is not None
+    model = build_model(arch)
+    buffers = _random_buffers(model, 3)
+    model.load_state_dict({**state, **buffers})
+    net.eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(net(x, ds, buffers=buffers), model.eval()(x))

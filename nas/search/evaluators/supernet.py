@@ -84,6 +84,9 @@ class SupernetConfig:
     # With the sandwich: all but the largest learn from its outputs, not the labels
     # (in-place distillation).
     distill: bool = True
+    # A dsconv takes the mbconv's weights at its position (an mbconv of expansion 1
+    # without the expansion), so the two op kinds' updates train one set of weights.
+    share_ops: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.steps is not None:
@@ -102,11 +105,13 @@ def describe_training(cfg: SupernetConfig, base: TrainConfig) -> str:
     """`10 epochs of single-path sampling`, `600 steps of the sandwich rule (...)`."""
     tcfg = cfg.train_config(base)
     budget = f"{tcfg.steps} steps" if tcfg.steps else f"{tcfg.epochs:g} epochs"
+    shared = ", dsconv sharing mbconv's weights" if cfg.share_ops else ""
     if cfg.sampling == "single_path":
-        return f"{budget} of single-path sampling"
+        return f"{budget} of single-path sampling{shared}"
     how = "in-place distillation" if cfg.distill else "labels only"
     drawn = f"{cfg.random_children} random child{'' if cfg.random_children == 1 else 'ren'}"
-    return f"{budget} of the sandwich rule (largest, smallest and {drawn} a step; {how})"
+    return (f"{budget} of the sandwich rule (largest, smallest and {drawn} a step; "
+            f"{how}){shared}")
 
 
 def checkpoint_of(out: Path) -> Path:
@@ -124,7 +129,7 @@ def supernet_step(space: FactorizedSpace, splits: Splits, base: TrainConfig,
         assert job.out is not None
         start = time.perf_counter()
         tcfg = cfg.train_config(base)
-        supernet = SuperNet(space, job.seed)
+        supernet = SuperNet(space, job.seed, cfg.share_ops)
         loss = sandwich_loss(supernet, cfg.random_children, cfg.distill,
                              tcfg.label_smoothing) if cfg.sampling == "sandwich" else None
         with compute_lock(), torch_threads(wanted_threads(tcfg)):
@@ -151,15 +156,17 @@ def supernet_file(path: Path, source: str) -> Path:
     return path
 
 
-def load_supernet(space: FactorizedSpace, path: Path, seed: int) -> SuperNet:
+def load_supernet(space: FactorizedSpace, path: Path, seed: int, share_ops: bool = False
+                  ) -> SuperNet:
     """The trained supernet saved at `path` (a UserError naming it when it does not fit
-    `space` or is damaged)."""
-    supernet = SuperNet(space, seed)
+    `space` and `share_ops` or is damaged)."""
+    supernet = SuperNet(space, seed, share_ops)
     try:
         supernet.load_state_dict(load_torch(path, "supernet"))
     except Exception as err:
         text = err.message if isinstance(err, UserError) else \
-            f"not a supernet of this run's space ({why(err)})"
+            (f"not a supernet of this run's space with supernet.share_ops: "
+             f"{str(share_ops).lower()} ({why(err)})")
         raise UserError(f"{text}; delete it to train the supernet again", str(path)) from None
     return supernet
 
@@ -207,7 +214,7 @@ def ensure_supernet(space: FactorizedSpace, splits: Splits, base: TrainConfig,
     run's trained supernet), that one is checked against `space` and copied in."""
     path = run.supernet_pt
     if not path.is_file() and reuse is not None:
-        load_supernet(space, reuse, seed)  # refused here when it does not fit the space
+        load_supernet(space, reuse, seed, cfg.share_ops)  # refused when it does not fit
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, reuse.read_bytes())
         log(f"supernet: reusing {reuse} (trained before; no training in this run)")
@@ -222,7 +229,7 @@ def ensure_supernet(space: FactorizedSpace, splits: Splits, base: TrainConfig,
         r = results[0]
         log(f"supernet: trained in {r.wall_s / 60:.1f} min "
             f"({r.images_per_s or 0:.0f} img/s); largest child val top-1 {r.accuracy:.3f}")
-    return load_supernet(space, path, seed)
+    return load_supernet(space, path, seed, cfg.share_ops)
 
 
 RERANK_COLUMNS = ["trial_id", "arch_hash", "decisions", "latency_ms", "supernet_accuracy",
@@ -333,7 +340,7 @@ def inherited_child(exp: "Experiment", run: RunDir, values: Mapping[str, Any]
         raise UserError(f"{run.supernet_pt} does not exist (a run with search.evaluator: "
                         "supernet has one once its supernet is trained)")
     cfg = exp.config
-    supernet = load_supernet(exp.space, run.supernet_pt, cfg.seed)
+    supernet = load_supernet(exp.space, run.supernet_pt, cfg.seed, cfg.supernet.share_ops)
     scorer = ChildScorer(supernet, exp.data, cfg.train, cfg.supernet.bn_batches, cfg.seed)
     with torch_threads(wanted_threads(cfg.train)):
         model = scorer.model(values)
@@ -367,7 +374,8 @@ class SupernetEvaluator(Evaluator):
 
     def describe(self, exp: "Experiment") -> list[str]:
         cfg = exp.config
-        shared = sum(p.numel() for p in SuperNet(exp.space, cfg.seed).parameters())
+        shared = sum(p.numel() for p in SuperNet(exp.space, cfg.seed,
+                                                  cfg.supernet.share_ops).parameters())
         return [f"supernet: {shared:,} shared weights, trained "
                 f"{describe_training(cfg.supernet, cfg.train)}; "
                 f"{cfg.search.num_trials} children scored from it, the top "

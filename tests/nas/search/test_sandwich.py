@@ -30,6 +30,13 @@ def test_the_extremes_are_the_dearest_and_the_cheapest_children() -> None:
     assert macs(small) < min(pool) and macs(large) > max(pool)
     # the first option is no guide: a full conv costs more than a dsconv
     assert {v for k, v in small.items() if k.endswith("/op")} == {"dsconv"}
+    # skips hold no weights: both keep every residual the shapes allow, without which
+    # the largest child (the teacher) barely trains
+    for values in (small, large):
+        assert {v for k, v in values.items() if k.endswith("/skip")} == {"pool"}
+        layers = space.decode(values).layers
+        assert [layer.skip != "none" for layer in layers] == [
+            layer.in_ch == layer.out_ch for layer in layers]
 
 
 def test_a_sandwich_step_trains_the_largest_the_smallest_and_the_random_children() -> None:

@@ -152,11 +152,12 @@ def test_supernet_settings_are_checked_when_the_config_loads(tmp_path: Path) -> 
 def test_a_sandwich_supernet_trains_and_scores_children(tmp_path: Path, capsys) -> None:
     exp = write_exp(tmp_path, trials=3, sn_steps=2)
     exp.write_text(exp.read_text().replace("  rerank_top_k: 2\n", "  rerank_top_k: 0\n"
-                                           "  sampling: sandwich\n  random_children: 1\n"))
+                                           "  sampling: sandwich\n  random_children: 1\n"
+                                           "  share_ops: true\n"))
     assert main(["search", str(exp)]) == 0
     err = capsys.readouterr().err
     assert "2 steps of the sandwich rule (largest, smallest and 1 random child a step; " \
-           "in-place distillation)" in err
+           "in-place distillation), dsconv sharing mbconv's weights" in err
     run = only_run(tmp_path)
     state = torch.load(run / "search" / "supernet.pt", weights_only=True)
     assert int(state["sampled"]) == 2  # one count per step, not per child
@@ -186,6 +187,11 @@ def test_a_second_search_scores_from_the_first_runs_supernet(tmp_path: Path, cap
     other = write_exp(tmp_path / "x", space="mnasnet", skeleton="a1")
     assert main(["search", str(other), "--set", f"search.supernet={first}"]) == 2
     assert "supernet.pt" in capsys.readouterr().err
+    (tmp_path / "y").mkdir()  # the same space, its dsconv weights held apart: refused
+    shared = write_exp(tmp_path / "y", trials=3, strategy="random")
+    assert main(["search", str(shared), "--set", f"search.supernet={first}",
+                 "--set", "supernet.share_ops=true"]) == 2
+    assert "with supernet.share_ops: true" in capsys.readouterr().err
     with pytest.raises(UserError, match="search.supernet: .* does not exist"):
         load_config(exp, [f"search.supernet={tmp_path / 'none.pt'}"])
     with pytest.raises(UserError, match="search.supernet: only the supernet evaluator"):
